@@ -1,0 +1,241 @@
+"""The service's tables: inbound mail, cases, drafts, requesters, quota ledger, outbox, audit.
+
+State lives here, never in IMAP flags: a mail's place in the pipeline is its ``disposition``;
+an answer's is its outbox ``status``.  Code data tables live in ``consultant.codes.models``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from consultant.db import Base
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TZDateTime(DateTime):
+    """Timezone-aware timestamps on every backend (SQLite drops the zone; we put UTC back)."""
+
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def result_processor(self, dialect, coltype):  # type: ignore[no-untyped-def]
+        inner = super().result_processor(dialect, coltype)
+
+        def process(value):  # type: ignore[no-untyped-def]
+            if inner is not None:
+                value = inner(value)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            return value
+
+        return process
+
+
+# Case statuses (the public names used by `cases show --json`).
+RECEIVED = "received"
+AWAITING_REVIEW = "awaiting_review"
+NEEDS_INFO = "needs_info"
+HELD_QUOTA = "held_quota"
+APPROVED = "approved"
+SENT = "sent"
+REJECTED = "rejected"
+FAILED = "failed"
+CASE_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO, HELD_QUOTA, APPROVED, SENT, REJECTED, FAILED)
+
+# Dispositions of inbound mail.
+DISPOSITIONS = ("case", "followup", "auto_reply", "bounce", "duplicate", "quarantined", "held_quota")
+
+
+class InboundMail(Base):
+    """One delivery of one raw message, stored before anything else happens to it."""
+
+    __tablename__ = "inbound_mail"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    from_addr: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))  # imap | smtp | cli
+    mailbox: Mapped[str | None] = mapped_column(String(320))
+    folder: Mapped[str | None] = mapped_column(String(255))
+    uidvalidity: Mapped[int | None] = mapped_column(Integer)
+    uid: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    disposition: Mapped[str | None] = mapped_column(String(32), index=True)
+    disposition_reason: Mapped[str | None] = mapped_column(Text)
+    rule_hits: Mapped[list[str]] = mapped_column(JSON, default=list)
+    processed_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+
+    case: Mapped[Case | None] = relationship(back_populates="mails", foreign_keys=[case_id])
+
+
+class ImapState(Base):
+    """Per mailbox and folder: the UIDVALIDITY seen and the last UID stored."""
+
+    __tablename__ = "imap_state"
+    __table_args__ = (UniqueConstraint("mailbox", "folder"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(320))
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(Integer)
+    last_uid: Mapped[int] = mapped_column(Integer, default=0)
+    last_fetch_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+
+
+class Requester(Base):
+    __tablename__ = "requesters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    plan: Mapped[str] = mapped_column(String(32), default="guest")
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    last_notice_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+
+
+class QuotaEntry(Base):
+    """The quota ledger: one row per answer charged (-1) or refunded (+1)."""
+
+    __tablename__ = "quota_ledger"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("requesters.id"), index=True)
+    delta: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), index=True, default=RECEIVED)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("requesters.id"), index=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    # The mail that opened the case; unique so a task run twice cannot open two cases.
+    first_mail_id: Mapped[int] = mapped_column(ForeignKey("inbound_mail.id"), unique=True)
+    codes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    rule_hits: Mapped[list[str]] = mapped_column(JSON, default=list)
+    question_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    assigned_to: Mapped[str | None] = mapped_column(String(320))
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    failure: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow, onupdate=utcnow)
+    drafted_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+
+    requester: Mapped[Requester] = relationship()
+    mails: Mapped[list[InboundMail]] = relationship(
+        back_populates="case", foreign_keys=[InboundMail.case_id], order_by=InboundMail.id
+    )
+    drafts: Mapped[list[Draft]] = relationship(back_populates="case", order_by="Draft.version")
+    outbox: Mapped[list[Outbox]] = relationship(back_populates="case", order_by="Outbox.id")
+
+
+class Draft(Base):
+    """A version of the reply: version 1 is the machine's, later ones are consultants' edits."""
+
+    __tablename__ = "drafts"
+    __table_args__ = (UniqueConstraint("case_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    template: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(320), default="machine")
+    kind: Mapped[str] = mapped_column(String(32), default="answer")  # answer | needs_info
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="drafts")
+
+
+# Outbox statuses: pending -> sending -> sent; or failed (permanent) / needs_check (unknown).
+OUT_PENDING = "pending"
+OUT_SENDING = "sending"
+OUT_SENT = "sent"
+OUT_FAILED = "failed"
+OUT_NEEDS_CHECK = "needs_check"
+
+
+class Outbox(Base):
+    """A message we will send, stored whole (raw bytes) before the first attempt.
+
+    Storing the exact bytes and Message-ID first is what makes a retry send the same message
+    and lets reconciliation recognise a copy that did go out before a crash.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # answer | needs_info | quota_notice | notice
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    to_addr: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), index=True, default=OUT_PENDING)
+    charges_quota: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    sending_started_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    approved_by: Mapped[str | None] = mapped_column(String(320))
+
+    case: Mapped[Case | None] = relationship(back_populates="outbox")
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+def import_all_models() -> None:
+    """Import every module that defines tables so metadata is complete (Alembic, create_all)."""
+    import importlib
+
+    for name in ("consultant.codes.models", "consultant.review.models", "consultant.drafting.models"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise

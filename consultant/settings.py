@@ -1,0 +1,208 @@
+"""Configuration: a TOML file, then ``CASECONSULTANT_<SECTION>__<KEY>`` environment overrides.
+
+The file is chosen by ``--config FILE`` or ``$CASECONSULTANT_CONFIG``; without either, the
+bundled ``config/default.toml`` applies.  Secrets (IMAP/SMTP passwords, the console's session
+key) belong in the environment or in an operator's file outside the repository, never in the
+repository itself; ``default.toml`` therefore carries none.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "default.toml"
+ENV_PREFIX = "CASECONSULTANT_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = "sqlite:///var/caseconsultant.sqlite"
+
+
+@dataclass
+class BrokerSettings:
+    url: str = "sqla+sqlite:///var/broker.sqlite"
+    result_backend: str = ""
+
+
+@dataclass
+class ServiceSettings:
+    address: str = "consult@localhost"
+    name: str = "CaseConsultant"
+    # Extra local addresses we accept mail for (SMTP intake answers 550 for anything else).
+    aliases: list[str] = field(default_factory=list)
+    # Mails larger than this are quarantined without a full parse (bytes).
+    max_message_bytes: int = 10_000_000
+    # Where operator-supplied templates are searched before the bundled ones.
+    template_dir: str = ""
+    # Auto-replies (over-quota notices) are rate limited per requester to one per this many hours.
+    notice_interval_hours: int = 24
+    consultant_name: str = ""
+    consultant_credential: str = ""
+
+
+@dataclass
+class ImapSettings:
+    host: str = ""
+    port: int = 993
+    ssl: bool = True
+    username: str = ""
+    password: str = ""
+    folder: str = "INBOX"
+    processed_folder: str = ""
+    sent_folder: str = ""
+    idle: bool = True
+    poll_interval: int = 60
+    idle_timeout: int = 300
+    max_backoff: int = 300
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+
+@dataclass
+class SmtpInSettings:
+    host: str = "127.0.0.1"
+    port: int = 2525
+
+
+@dataclass
+class SmtpOutSettings:
+    host: str = ""
+    port: int = 25
+    ssl: bool = False
+    starttls: bool = False
+    username: str = ""
+    password: str = ""
+    # When set, outbound mail is written to this Maildir instead of SMTP (the demo uses it).
+    maildir: str = ""
+    timeout: int = 30
+    max_attempts: int = 8
+
+
+@dataclass
+class QuotaSettings:
+    guest: int = 1
+    registered: int = 5
+    # Further plans and their allowance on top of the guest answer, e.g. {"pro": 100}.
+    plans: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ConsoleSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    secret_key: str = ""
+    turnaround_hours: float = 4.0
+    secure_cookies: bool = False
+
+
+@dataclass
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    imap: ImapSettings = field(default_factory=ImapSettings)
+    smtp_in: SmtpInSettings = field(default_factory=SmtpInSettings)
+    smtp_out: SmtpOutSettings = field(default_factory=SmtpOutSettings)
+    quota: QuotaSettings = field(default_factory=QuotaSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    codes: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.service.address.rpartition("@")[2] or "localhost"
+
+
+def _coerce(value: Any, current: Any, where: str) -> Any:
+    """Convert an env string (or TOML value) to the type of the default it replaces."""
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if isinstance(current, int):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(current, list):
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return list(value)
+    if isinstance(current, dict):
+        if isinstance(value, str):
+            raise ConfigError(f"{where}: set tables in the TOML file, not the environment")
+        return dict(value)
+    return str(value)
+
+
+def _apply(section_obj: Any, values: dict[str, Any], section: str) -> None:
+    known = {f.name for f in fields(section_obj)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"[{section}] {key}: unknown key (known: {', '.join(sorted(known))})")
+        setattr(section_obj, key, _coerce(value, getattr(section_obj, key), f"[{section}] {key}"))
+
+
+def load_settings(path: str | os.PathLike[str] | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
+    """Load settings from ``path`` (or ``$CASECONSULTANT_CONFIG``, or the bundled default)."""
+    env = os.environ if environ is None else environ
+    chosen = Path(path or env.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG)
+    try:
+        data = tomllib.loads(chosen.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {chosen}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{chosen}: invalid TOML: {exc}") from None
+    settings = Settings(source=str(chosen))
+    for section, values in data.items():
+        if section == "codes":
+            settings.codes = dict(values)
+            continue
+        target = getattr(settings, section, None)
+        if target is None or not hasattr(target, "__dataclass_fields__") or not isinstance(values, dict):
+            raise ConfigError(f"{chosen}: unknown section [{section}]")
+        _apply(target, values, section)
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        target = getattr(settings, section, None)
+        if section == "codes":
+            settings.codes[key] = value
+        elif target is not None and hasattr(target, "__dataclass_fields__"):
+            _apply(target, {key: value}, section)
+        else:
+            raise ConfigError(f"{name}: unknown section {section!r}")
+    _resolve_relative_sqlite(settings, chosen)
+    return settings
+
+
+def _resolve_relative_sqlite(settings: Settings, config_path: Path) -> None:
+    """Relative SQLite paths are relative to the working directory; make sure the folder exists."""
+    for url in (settings.database.url, settings.broker.url):
+        for prefix in ("sqlite:///", "sqla+sqlite:///"):
+            if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+                Path(url[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
