@@ -9,8 +9,6 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from consultant.settings import PACKAGE_ROOT
-
 
 class Base(DeclarativeBase):
     """Declarative base shared by every table of the service."""

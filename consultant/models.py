@@ -139,8 +139,9 @@ class Case(Base):
     status: Mapped[str] = mapped_column(String(32), index=True, default=RECEIVED)
     requester_id: Mapped[int] = mapped_column(ForeignKey("requesters.id"), index=True)
     subject: Mapped[str] = mapped_column(Text, default="")
-    # The mail that opened the case; unique so a task run twice cannot open two cases.
-    first_mail_id: Mapped[int] = mapped_column(ForeignKey("inbound_mail.id"), unique=True)
+    # The mail that opened the case; unique so a task run twice cannot open two cases.  No
+    # foreign key: inbound_mail already points here, and a cycle of keys blocks table ordering.
+    first_mail_id: Mapped[int] = mapped_column(Integer, unique=True)
     codes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -212,6 +213,8 @@ class Outbox(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(TZDateTime())
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     sending_started_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    # host:pid of the process that moved the row to "sending" (to detect a dead sender).
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
     sent_at: Mapped[datetime | None] = mapped_column(TZDateTime())
     approved_by: Mapped[str | None] = mapped_column(String(320))
 

@@ -1,7 +1,6 @@
 """Alembic environment: the URL comes from the caller (consultant.db.upgrade), never a file."""
 
 from alembic import context
-from sqlalchemy import pool
 
 from consultant.db import Base, make_engine
 from consultant.models import import_all_models

@@ -1,0 +1,271 @@
+"""From a stored raw mail to a disposition: classify, thread, open a case, draft or hold.
+
+Every function here is safe to run twice for the same id (Celery redelivers with
+``acks_late``): the first transaction that records a disposition wins, later runs see it and do
+nothing.  Work that must happen *after* commit (enqueueing a send, re-drafting) is returned as
+:class:`Effects` for the caller to dispatch, so nothing is enqueued for a rolled-back change.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from consultant.db import transaction
+from consultant.drafting.draft import make_draft
+from consultant.drafting.templating import render_pair
+from consultant.mail.body import new_text
+from consultant.mail.parse import MailParseError, MailView, parse_mail
+from consultant.mail.rules import classify_machine_mail
+from consultant.models import (
+    AWAITING_REVIEW,
+    HELD_QUOTA,
+    NEEDS_INFO,
+    RECEIVED,
+    SENT,
+    AuditEvent,
+    Case,
+    Draft,
+    InboundMail,
+    Outbox,
+    utcnow,
+)
+from consultant.outbox.compose import BadAddress, build_message, new_message_id, reply_subject
+from consultant.quota import ledger
+from consultant.settings import Settings
+
+_CASE_TAG = re.compile(r"\[CC-(\d+)\]")
+OPEN_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO)
+# A follow-up to a case in one of these states is drafted again.
+REDRAFT_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO, HELD_QUOTA, SENT)
+
+
+@dataclass
+class Effects:
+    """What the caller must do once the transaction has committed."""
+
+    outbox_ids: list[int] = field(default_factory=list)
+    draft_case_ids: list[int] = field(default_factory=list)
+
+    def extend(self, other: Effects) -> None:
+        self.outbox_ids += other.outbox_ids
+        self.draft_case_ids += other.draft_case_ids
+
+
+def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: int) -> Effects:
+    """Give the stored mail ``mail_id`` its disposition (and a case or draft where due)."""
+    with factory() as session:
+        mail = session.get(InboundMail, mail_id)
+        if mail is None:
+            raise LookupError(f"inbound mail {mail_id} does not exist")
+        if mail.disposition is not None:
+            return Effects()
+        raw, size = mail.raw, mail.size
+
+    # Parse outside the write transaction: a pathological mail may take seconds, and SQLite
+    # would hold every other writer for that long.
+    view: MailView | None = None
+    reason = ""
+    if size > settings.service.max_message_bytes:
+        reason = f"message too large ({size} bytes > {settings.service.max_message_bytes})"
+    else:
+        try:
+            view = parse_mail(raw)
+        except MailParseError as exc:
+            reason = str(exc)
+
+    effects = Effects()
+    with transaction(factory) as session:
+        mail = session.get(InboundMail, mail_id, with_for_update=True)
+        assert mail is not None
+        if mail.disposition is not None:
+            return Effects()  # another worker finished it meanwhile
+        mail.attempts += 1
+        mail.processed_at = utcnow()
+        if view is None:
+            _dispose(mail, "quarantined", ["unparseable"], reason)
+            return effects
+        if view.message_id and not mail.message_id:
+            mail.message_id = view.message_id
+        mail.from_addr = view.from_addr
+        mail.subject = view.subject
+        _classify_person_mail(session, settings, mail, view, effects)
+    return effects
+
+
+def _dispose(mail: InboundMail, disposition: str, hits: list[str], reason: str | None = None) -> None:
+    mail.disposition = disposition
+    mail.rule_hits = hits
+    mail.disposition_reason = reason
+
+
+def _classify_person_mail(session: Session, settings: Settings, mail: InboundMail,
+                          view: MailView, effects: Effects) -> None:
+    disposition, hits = classify_machine_mail(view)
+    if disposition is not None:
+        _dispose(mail, disposition, hits, f"rule {hits[0]}")
+        return
+    ours = {settings.service.address.lower(), *(a.lower() for a in settings.service.aliases)}
+    if view.from_addr in ours:
+        # Our own address as sender: answering would loop.
+        _dispose(mail, "quarantined", ["is_from_self"], "sent from the service's own address")
+        return
+    if view.message_id and _is_duplicate(session, mail, view.message_id):
+        _dispose(mail, "duplicate", ["is_duplicate"], f"Message-ID {view.message_id} already received")
+        return
+    case, how = _thread_case(session, view)
+    if case is not None:
+        _dispose(mail, "followup", [how])
+        mail.case_id = case.id
+        session.add(AuditEvent(case_id=case.id, actor="system", action="followup",
+                               detail={"mail_id": mail.id, "rule": how}))
+        if case.status in REDRAFT_STATUSES:
+            case.status = RECEIVED
+            session.flush()
+            draft_or_hold(session, settings, case, effects)
+        return
+    requester = ledger.get_or_create_requester(session, view.from_addr or "", view.from_name)
+    case = Case(requester_id=requester.id, subject=view.subject, first_mail_id=mail.id,
+                status=RECEIVED, rule_hits=[], codes=[], findings=[], facts={},
+                question_types=[], flags=[])
+    session.add(case)
+    session.flush()
+    mail.case_id = case.id
+    _dispose(mail, "case", ["new_case"])
+    session.add(AuditEvent(case_id=case.id, actor="system", action="received",
+                           detail={"mail_id": mail.id}))
+    draft_or_hold(session, settings, case, effects)
+    if case.status == HELD_QUOTA:
+        _dispose(mail, "held_quota", ["new_case", "over_quota"])
+
+
+def _is_duplicate(session: Session, mail: InboundMail, message_id: str) -> bool:
+    """Another delivery of the same Message-ID arrived first (lower id): this one is a copy."""
+    earlier = session.execute(
+        select(InboundMail.id).where(InboundMail.message_id == message_id,
+                                     InboundMail.id < mail.id).limit(1)
+    ).first()
+    return earlier is not None
+
+
+def _thread_case(session: Session, view: MailView) -> tuple[Case | None, str]:
+    """The case this mail continues: by In-Reply-To/References, else by the subject tag."""
+    ids = [*view.in_reply_to, *reversed(view.references)]
+    if ids:
+        case_id = session.execute(
+            select(InboundMail.case_id).where(InboundMail.message_id.in_(ids),
+                                              InboundMail.case_id.is_not(None)).limit(1)
+        ).scalar()
+        if case_id is None:
+            case_id = session.execute(
+                select(Outbox.case_id).where(Outbox.message_id.in_(ids),
+                                             Outbox.case_id.is_not(None)).limit(1)
+            ).scalar()
+        if case_id is not None:
+            return session.get(Case, case_id), "is_followup_by_references"
+    match = _CASE_TAG.search(view.subject)
+    if match:
+        case = session.get(Case, int(match.group(1)))
+        # The tag alone is guessable, so it only threads mail from the case's own requester.
+        if case is not None and case.requester.email == view.from_addr:
+            return case, "is_followup_by_subject_tag"
+    return None, ""
+
+
+def case_question(session: Session, case: Case) -> str:
+    """The requester's own words across the thread, oldest first, quotes removed."""
+    pieces = []
+    for mail in case.mails:
+        if mail.disposition not in {"case", "followup", "held_quota"}:
+            continue
+        try:
+            pieces.append(new_text(parse_mail(mail.raw)))
+        except MailParseError:
+            continue
+    return "\n\n".join(p for p in pieces if p)
+
+
+def open_cases_ahead(session: Session, case: Case) -> int:
+    """Cases of the same requester that will use quota before this one."""
+    return int(session.execute(
+        select(func.count(Case.id)).where(Case.requester_id == case.requester_id,
+                                          Case.id != case.id,
+                                          Case.status.in_(OPEN_STATUSES),
+                                          Case.id < case.id)
+    ).scalar_one())
+
+
+def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Effects) -> None:
+    """Draft the case, or hold it (and notify, at most daily) when the requester has no quota."""
+    quota = ledger.status(session, settings.quota, case.requester)
+    if quota.answers_remaining - open_cases_ahead(session, case) <= 0:
+        case.status = HELD_QUOTA
+        if "held_quota" not in case.flags:
+            case.flags = [*case.flags, "held_quota"]
+        session.add(AuditEvent(case_id=case.id, actor="system", action="held_quota",
+                               detail=quota.as_json()))
+        _maybe_notify_over_quota(session, settings, case, quota, effects)
+        return
+    question = case_question(session, case)
+    result = make_draft(session, settings, question=question, subject=case.subject,
+                        requester_name=case.requester.name)
+    version = (session.execute(select(func.max(Draft.version)).where(Draft.case_id == case.id))
+               .scalar() or 0) + 1
+    session.add(Draft(case_id=case.id, version=version, template=result.template,
+                      text=result.text, html=result.html, author="machine", kind=result.kind))
+    case.codes = result.codes
+    case.findings = result.findings
+    case.facts = result.facts
+    case.question_types = result.question_types
+    case.rule_hits = sorted(set(case.rule_hits) | set(result.rule_hits))
+    case.flags = [f for f in case.flags if f != "held_quota"]
+    case.status = NEEDS_INFO if result.kind == "needs_info" else AWAITING_REVIEW
+    case.drafted_at = utcnow()
+    session.add(AuditEvent(case_id=case.id, actor="system", action="drafted",
+                           detail={"version": version, "template": result.template}))
+
+
+def _maybe_notify_over_quota(session: Session, settings: Settings, case: Case,
+                             quota: ledger.QuotaStatus, effects: Effects) -> None:
+    requester = case.requester
+    now = utcnow()
+    interval = timedelta(hours=settings.service.notice_interval_hours)
+    if requester.last_notice_at is not None and now - requester.last_notice_at < interval:
+        return
+    first = case.mails[0] if case.mails else session.get(InboundMail, case.first_mail_id)
+    context = {"subject": case.subject, "plan": quota.plan, "used": quota.answers_used,
+               "allowed": quota.answers_allowed, "registered_extra": settings.quota.registered,
+               "service_address": settings.service.address, "service_name": settings.service.name}
+    text, html = render_pair("over_quota", context, settings.service.template_dir)
+    message_id = new_message_id(settings)
+    subject = reply_subject(case.subject, case.id)
+    try:
+        raw = build_message(settings, to_addr=requester.email, subject=subject, text=text,
+                            html=html, message_id=message_id,
+                            in_reply_to=first.message_id if first else None,
+                            references=[], auto_submitted="auto-replied")
+    except BadAddress:
+        return
+    out = Outbox(case_id=case.id, kind="quota_notice", message_id=message_id,
+                 to_addr=requester.email, subject=subject, raw=raw, charges_quota=False)
+    session.add(out)
+    session.flush()
+    requester.last_notice_at = now
+    effects.outbox_ids.append(out.id)
+
+
+def draft_case(factory: sessionmaker[Session], settings: Settings, case_id: int) -> Effects:
+    """Draft (again) a case that is waiting for it: after a plan upgrade or a follow-up."""
+    effects = Effects()
+    with transaction(factory) as session:
+        case = session.get(Case, case_id, with_for_update=True)
+        if case is None:
+            raise LookupError(f"case {case_id} does not exist")
+        if case.status not in (RECEIVED, HELD_QUOTA):
+            return effects
+        draft_or_hold(session, settings, case, effects)
+    return effects

@@ -1,0 +1,201 @@
+"""What a consultant does to a case: approve (and queue the answer), edit, reject.
+
+Approval writes the final message into the outbox in the same transaction that charges the
+requester's quota, so an answer is never queued without its charge or charged without being
+queued.  The CLI and the web console both call these functions.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from consultant.db import transaction
+from consultant.drafting.templating import render_html, render_text
+from consultant.mail.parse import message_ids_in
+from consultant.models import (
+    APPROVED,
+    AWAITING_REVIEW,
+    HELD_QUOTA,
+    NEEDS_INFO,
+    REJECTED,
+    AuditEvent,
+    Case,
+    Draft,
+    InboundMail,
+    Outbox,
+    Requester,
+)
+from consultant.outbox.compose import build_message, case_tag, new_message_id, reply_subject
+from consultant.processing import Effects
+from consultant.quota import ledger
+from consultant.settings import Settings
+
+
+class ActionError(Exception):
+    """The action is not possible in the case's current state; the message says why."""
+
+
+def _load_case(session: Session, case_id: int) -> Case:
+    case = session.get(Case, case_id, with_for_update=True)
+    if case is None:
+        raise ActionError(f"case {case_id} does not exist")
+    return case
+
+
+def latest_draft(case: Case) -> Draft | None:
+    return case.drafts[-1] if case.drafts else None
+
+
+def save_edit(session: Session, case: Case, text: str, by: str) -> Draft:
+    """Keep the consultant's text as a new draft version (the machine draft stays for audit)."""
+    current = latest_draft(case)
+    if current is not None and current.text == text:
+        return current
+    version = (session.execute(select(func.max(Draft.version)).where(Draft.case_id == case.id))
+               .scalar() or 0) + 1
+    draft = Draft(case_id=case.id, version=version, text=text, html=None, author=by,
+                  template=current.template if current else "manual",
+                  kind=current.kind if current else "answer")
+    session.add(draft)
+    session.flush()
+    session.refresh(case, ["drafts"])
+    session.add(AuditEvent(case_id=case.id, actor=by, action="edited", detail={"version": version}))
+    return draft
+
+
+def edit_draft(factory: sessionmaker[Session], case_id: int, text: str, by: str) -> int:
+    """Save an edit; returns the new draft version."""
+    with transaction(factory) as session:
+        case = _load_case(session, case_id)
+        if case.status not in (AWAITING_REVIEW, NEEDS_INFO):
+            raise ActionError(f"case {case_id} is {case.status}; only drafts awaiting review can be edited")
+        return save_edit(session, case, text, by).version
+
+
+def _thread_ids(session: Session, case: Case) -> tuple[str | None, list[str]]:
+    """In-Reply-To (the newest inbound mail) and References (the thread so far)."""
+    mails = session.execute(
+        select(InboundMail).where(InboundMail.case_id == case.id).order_by(InboundMail.id)
+    ).scalars().all()
+    newest = mails[-1] if mails else None
+    refs: list[str] = []
+    if newest is not None:
+        refs = message_ids_in(_raw_references(newest.raw))
+        if newest.message_id:
+            refs.append(newest.message_id)
+    return (newest.message_id if newest else None), refs
+
+
+def _raw_references(raw: bytes) -> str:
+    from email import policy
+    from email.parser import BytesParser
+
+    try:
+        head = BytesParser(policy=policy.compat32).parsebytes(raw[:65536], headersonly=True)
+        return str(head.get("References", "") or "")
+    except Exception:  # noqa: BLE001 - a mangled References header just isn't used
+        return ""
+
+
+def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
+            text: str | None, by: str) -> Effects:
+    """Approve the latest draft (optionally replaced by ``text``) and queue it for sending."""
+    effects = Effects()
+    with transaction(factory) as session:
+        case = _load_case(session, case_id)
+        if case.status not in (AWAITING_REVIEW, NEEDS_INFO):
+            raise ActionError(f"case {case_id} is {case.status}; only awaiting_review or "
+                              "needs_info cases can be approved")
+        draft = save_edit(session, case, text, by) if text is not None else latest_draft(case)
+        if draft is None:
+            raise ActionError(f"case {case_id} has no draft to approve")
+        requester = case.requester
+        quota = ledger.status(session, settings.quota, requester)
+        charges = draft.kind == "answer"
+        if charges and quota.answers_remaining <= 0:
+            case.status = HELD_QUOTA
+            session.add(AuditEvent(case_id=case.id, actor=by, action="held_quota",
+                                   detail=quota.as_json()))
+            raise ActionError(f"{requester.email} has no answers left on the {quota.plan} plan "
+                              f"({quota.answers_used} used); case {case_id} is held. Give more "
+                              "quota with `requesters add EMAIL --plan ...`.")
+        remaining_after = quota.answers_remaining - (1 if charges else 0)
+        body = draft.text.rstrip() + "\n"
+        footer_ctx = {
+            "consultant_name": settings.service.consultant_name or (by if by != "cli" else ""),
+            "consultant_credential": settings.service.consultant_credential,
+            "service_name": settings.service.name, "plan": quota.plan,
+            "remaining": remaining_after, "as_of": date.today().isoformat(),
+            "releases": list(case.facts.get("releases", [])) if case.facts else [],
+            "cpt_notice": bool(case.facts.get("cpt_descriptors")) if case.facts else False,
+            "tag": case_tag(case.id),
+        }
+        footer = render_text("footer", footer_ctx, settings.service.template_dir)
+        text_part = body + footer
+        html_part = render_html("final", {"body": body, "footer": footer.strip()},
+                                settings.service.template_dir)
+        in_reply_to, references = _thread_ids(session, case)
+        message_id = new_message_id(settings)
+        subject = reply_subject(case.subject, case.id)
+        raw = build_message(settings, to_addr=requester.email, subject=subject, text=text_part,
+                            html=html_part, message_id=message_id, in_reply_to=in_reply_to,
+                            references=references)
+        out = Outbox(case_id=case.id, kind=draft.kind, message_id=message_id,
+                     to_addr=requester.email, subject=subject, raw=raw, charges_quota=charges,
+                     approved_by=by)
+        session.add(out)
+        session.flush()
+        if charges:
+            ledger.charge(session, requester, case_id=case.id, outbox_id=out.id)
+            case.status = APPROVED
+        session.add(AuditEvent(case_id=case.id, actor=by, action="approved",
+                               detail={"version": draft.version, "outbox_id": out.id,
+                                       "message_id": message_id, "kind": draft.kind}))
+        effects.outbox_ids.append(out.id)
+    return effects
+
+
+def reject(factory: sessionmaker[Session], case_id: int, *, reason: str, by: str) -> None:
+    if not reason.strip():
+        raise ActionError("a reason is required to reject a case")
+    with transaction(factory) as session:
+        case = _load_case(session, case_id)
+        if case.status in (APPROVED, "sent", REJECTED):
+            raise ActionError(f"case {case_id} is {case.status}; it can no longer be rejected")
+        case.status = REJECTED
+        case.reject_reason = reason.strip()
+        session.add(AuditEvent(case_id=case.id, actor=by, action="rejected",
+                               detail={"reason": reason.strip()}))
+
+
+def set_plan(factory: sessionmaker[Session], settings: Settings, email: str, plan: str,
+             by: str = "cli") -> Effects:
+    """Create or update a requester's plan; held cases go back to drafting if quota allows."""
+    ledger.allowance(settings.quota, plan)  # raises UnknownPlan with the known names
+    effects = Effects()
+    with transaction(factory) as session:
+        requester = ledger.get_or_create_requester(session, email)
+        old = requester.plan
+        requester.plan = plan
+        session.add(AuditEvent(case_id=None, actor=by, action="plan_changed",
+                               detail={"email": requester.email, "from": old, "to": plan}))
+        held = session.execute(
+            select(Case.id).where(Case.requester_id == requester.id, Case.status == HELD_QUOTA)
+            .order_by(Case.id)
+        ).scalars().all()
+        effects.draft_case_ids.extend(held)
+    return effects
+
+
+def get_requester(session: Session, email: str) -> Requester | None:
+    return session.execute(
+        select(Requester).where(Requester.email == email.strip().lower())
+    ).scalar_one_or_none()
+
+
+def outbox_for(session: Session, case_id: int) -> list[Outbox]:
+    return list(session.execute(select(Outbox).where(Outbox.case_id == case_id)
+                                .order_by(Outbox.id)).scalars())

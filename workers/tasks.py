@@ -1,0 +1,99 @@
+"""Thin Celery tasks: load by id, call the plain function, dispatch its effects after commit."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from consultant import processing
+from consultant.db import transaction
+from consultant.models import InboundMail, utcnow
+from consultant.outbox import send as outbox_send
+from consultant.processing import Effects
+from workers.app import app, runtime
+
+log = logging.getLogger(__name__)
+
+# After this many failed runs a mail is quarantined instead of retried: no crash loops.
+MAX_PROCESS_RETRIES = 3
+
+
+def dispatch(effects: Effects) -> None:
+    """Enqueue the follow-up work of a committed transaction.
+
+    If the broker is unreachable the work is not lost: pending outbox rows and unprocessed
+    mails are picked up again by the sweeper (``send-pending`` / ``run``).
+    """
+    for outbox_id in effects.outbox_ids:
+        try:
+            send_outbox.delay(outbox_id)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not enqueue send of outbox %s (the sweeper will): %s", outbox_id, exc)
+    for case_id in effects.draft_case_ids:
+        try:
+            draft_case.delay(case_id)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not enqueue drafting of case %s: %s", case_id, exc)
+
+
+def quarantine(mail_id: int, reason: str) -> None:
+    with transaction(runtime().factory) as session:
+        mail = session.get(InboundMail, mail_id, with_for_update=True)
+        if mail is not None and mail.disposition is None:
+            mail.disposition = "quarantined"
+            mail.rule_hits = ["processing_error"]
+            mail.disposition_reason = reason[:2000]
+            mail.processed_at = utcnow()
+
+
+@app.task(bind=True, name="caseconsultant.process_mail", max_retries=MAX_PROCESS_RETRIES)
+def process_mail(self, mail_id: int) -> str:  # type: ignore[no-untyped-def]
+    rt = runtime()
+    try:
+        effects = processing.process_mail(rt.factory, rt.settings, mail_id)
+    except (IntegrityError, DBAPIError) as exc:
+        # Concurrent work on the same requester/case, or a locked database: try again.
+        raise self.retry(exc=exc, countdown=1 + self.request.retries, max_retries=10) from exc
+    except LookupError:
+        log.error("process_mail: mail %s does not exist", mail_id)
+        return "missing"
+    except Exception as exc:  # noqa: BLE001
+        if self.request.retries >= MAX_PROCESS_RETRIES:
+            log.exception("process_mail: giving up on mail %s", mail_id)
+            quarantine(mail_id, f"processing failed {MAX_PROCESS_RETRIES + 1} times: {exc!r}")
+            return "quarantined"
+        raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+    dispatch(effects)
+    return "ok"
+
+
+@app.task(bind=True, name="caseconsultant.draft_case", max_retries=10)
+def draft_case(self, case_id: int) -> str:  # type: ignore[no-untyped-def]
+    rt = runtime()
+    try:
+        effects = processing.draft_case(rt.factory, rt.settings, case_id)
+    except (IntegrityError, DBAPIError) as exc:
+        raise self.retry(exc=exc, countdown=1 + self.request.retries) from exc
+    dispatch(effects)
+    return "ok"
+
+
+@app.task(bind=True, name="caseconsultant.send_outbox", max_retries=None)
+def send_outbox(self, outbox_id: int) -> str:  # type: ignore[no-untyped-def]
+    rt = runtime()
+    transport = rt.transport()
+    try:
+        status = outbox_send.send_one(rt.factory, rt.settings, outbox_id, transport,
+                                      rt.sent_folder)
+    finally:
+        transport.close()
+    if status == "pending":
+        # A temporary failure: the row carries its next attempt time; come back then.
+        with rt.factory() as session:
+            from consultant.models import Outbox
+
+            row = session.get(Outbox, outbox_id)
+            delay = (row.next_attempt_at - utcnow()).total_seconds() if row and row.next_attempt_at else 30
+        send_outbox.apply_async((outbox_id,), countdown=max(1, int(delay)))
+    return status
