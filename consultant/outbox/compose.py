@@ -9,6 +9,7 @@ values — so a hostile Subject cannot inject headers into our reply.
 from __future__ import annotations
 
 import re
+from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -85,4 +86,5 @@ def build_message(settings: Settings, *, to_addr: str, subject: str, text: str,
     msg.set_content(text)
     if html:
         msg.add_alternative(html, subtype="html")
-    return msg.as_bytes()
+    # CRLF line ends: smtplib sends bytes unmodified, and SMTP requires CRLF (RFC 5321 §2.3.8).
+    return msg.as_bytes(policy=policy.SMTP)

@@ -2,12 +2,12 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 00:09:57.292194
+Create Date: 2026-11-28 00:12:15.529685
 """
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import consultant.models
+
 
 revision = '0001'
 down_revision = None
