@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 00:12:15.529685
+Create Date: 2026-11-28 00:13:54.320810
 """
 from alembic import op
 import sqlalchemy as sa
@@ -32,8 +32,8 @@ def upgrade() -> None:
     sa.Column('row_count', sa.Integer(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('source_file', sa.Text(), nullable=False),
-    sa.Column('imported_at', consultant.models.TZDateTime(), nullable=False),
-    sa.Column('superseded_at', consultant.models.TZDateTime(), nullable=True),
+    sa.Column('imported_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.Column('superseded_at', consultant.models.TZDateTime(timezone=True), nullable=True),
     sa.Column('is_current', sa.Boolean(), nullable=False),
     sa.Column('details', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id')
@@ -43,13 +43,38 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_codes_releases_sha256'), ['sha256'], unique=False)
         batch_op.create_index('uq_codes_releases_current', ['kind', 'variant'], unique=True, sqlite_where=sa.text('is_current = 1'), postgresql_where=sa.text('is_current'))
 
+    op.create_table('console_login_attempts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('ip', sa.String(length=64), nullable=False),
+    sa.Column('success', sa.Boolean(), nullable=False),
+    sa.Column('at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('console_login_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_console_login_attempts_at'), ['at'], unique=False)
+        batch_op.create_index('ix_console_login_attempts_email_ip_at', ['email', 'ip', 'at'], unique=False)
+
+    op.create_table('console_users',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=True),
+    sa.Column('credential', sa.String(length=64), nullable=True),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('password_hash', sa.String(length=255), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.Column('last_login_at', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('email')
+    )
     op.create_table('imap_state',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('mailbox', sa.String(length=320), nullable=False),
     sa.Column('folder', sa.String(length=255), nullable=False),
     sa.Column('uidvalidity', sa.Integer(), nullable=False),
     sa.Column('last_uid', sa.Integer(), nullable=False),
-    sa.Column('last_fetch_at', consultant.models.TZDateTime(), nullable=True),
+    sa.Column('last_fetch_at', consultant.models.TZDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('mailbox', 'folder')
     )
@@ -58,8 +83,8 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=320), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=True),
     sa.Column('plan', sa.String(length=32), nullable=False),
-    sa.Column('created_at', consultant.models.TZDateTime(), nullable=False),
-    sa.Column('last_notice_at', consultant.models.TZDateTime(), nullable=True),
+    sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.Column('last_notice_at', consultant.models.TZDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email')
     )
@@ -78,9 +103,9 @@ def upgrade() -> None:
     sa.Column('assigned_to', sa.String(length=320), nullable=True),
     sa.Column('reject_reason', sa.Text(), nullable=True),
     sa.Column('failure', sa.Text(), nullable=True),
-    sa.Column('created_at', consultant.models.TZDateTime(), nullable=False),
-    sa.Column('updated_at', consultant.models.TZDateTime(), nullable=False),
-    sa.Column('drafted_at', consultant.models.TZDateTime(), nullable=True),
+    sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.Column('drafted_at', consultant.models.TZDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['requester_id'], ['requesters.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('first_mail_id')
@@ -188,13 +213,43 @@ def upgrade() -> None:
     with op.batch_alter_table('codes_search', schema=None) as batch_op:
         batch_op.create_index('ix_codes_search_release', ['release_id'], unique=False)
 
+    op.create_table('console_api_tokens',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=128), nullable=False),
+    sa.Column('prefix', sa.String(length=16), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['console_users.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('token_hash')
+    )
+    with op.batch_alter_table('console_api_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_console_api_tokens_user_id'), ['user_id'], unique=False)
+
+    op.create_table('console_sessions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.Column('ip', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['console_users.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('token_hash')
+    )
+    with op.batch_alter_table('console_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_console_sessions_user_id'), ['user_id'], unique=False)
+
     op.create_table('audit',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=True),
     sa.Column('actor', sa.String(length=320), nullable=False),
     sa.Column('action', sa.String(length=64), nullable=False),
     sa.Column('detail', sa.JSON(), nullable=False),
-    sa.Column('at', consultant.models.TZDateTime(), nullable=False),
+    sa.Column('at', consultant.models.TZDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -210,7 +265,7 @@ def upgrade() -> None:
     sa.Column('html', sa.Text(), nullable=True),
     sa.Column('author', sa.String(length=320), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
-    sa.Column('created_at', consultant.models.TZDateTime(), nullable=False),
+    sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('case_id', 'version')
@@ -231,11 +286,11 @@ def upgrade() -> None:
     sa.Column('folder', sa.String(length=255), nullable=True),
     sa.Column('uidvalidity', sa.Integer(), nullable=True),
     sa.Column('uid', sa.Integer(), nullable=True),
-    sa.Column('received_at', consultant.models.TZDateTime(), nullable=False),
+    sa.Column('received_at', consultant.models.TZDateTime(timezone=True), nullable=False),
     sa.Column('disposition', sa.String(length=32), nullable=True),
     sa.Column('disposition_reason', sa.Text(), nullable=True),
     sa.Column('rule_hits', sa.JSON(), nullable=False),
-    sa.Column('processed_at', consultant.models.TZDateTime(), nullable=True),
+    sa.Column('processed_at', consultant.models.TZDateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ),
@@ -259,11 +314,11 @@ def upgrade() -> None:
     sa.Column('charges_quota', sa.Boolean(), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
-    sa.Column('next_attempt_at', consultant.models.TZDateTime(), nullable=True),
-    sa.Column('created_at', consultant.models.TZDateTime(), nullable=False),
-    sa.Column('sending_started_at', consultant.models.TZDateTime(), nullable=True),
+    sa.Column('next_attempt_at', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.Column('sending_started_at', consultant.models.TZDateTime(timezone=True), nullable=True),
     sa.Column('claimed_by', sa.String(length=255), nullable=True),
-    sa.Column('sent_at', consultant.models.TZDateTime(), nullable=True),
+    sa.Column('sent_at', consultant.models.TZDateTime(timezone=True), nullable=True),
     sa.Column('approved_by', sa.String(length=320), nullable=True),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -280,7 +335,7 @@ def upgrade() -> None:
     sa.Column('reason', sa.String(length=64), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=True),
     sa.Column('outbox_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', consultant.models.TZDateTime(), nullable=False),
+    sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ),
     sa.ForeignKeyConstraint(['outbox_id'], ['outbox.id'], ),
     sa.ForeignKeyConstraint(['requester_id'], ['requesters.id'], ),
@@ -318,6 +373,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_audit_case_id'))
 
     op.drop_table('audit')
+    with op.batch_alter_table('console_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_console_sessions_user_id'))
+
+    op.drop_table('console_sessions')
+    with op.batch_alter_table('console_api_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_console_api_tokens_user_id'))
+
+    op.drop_table('console_api_tokens')
     with op.batch_alter_table('codes_search', schema=None) as batch_op:
         batch_op.drop_index('ix_codes_search_release')
 
@@ -343,6 +406,12 @@ def downgrade() -> None:
     op.drop_table('cases')
     op.drop_table('requesters')
     op.drop_table('imap_state')
+    op.drop_table('console_users')
+    with op.batch_alter_table('console_login_attempts', schema=None) as batch_op:
+        batch_op.drop_index('ix_console_login_attempts_email_ip_at')
+        batch_op.drop_index(batch_op.f('ix_console_login_attempts_at'))
+
+    op.drop_table('console_login_attempts')
     with op.batch_alter_table('codes_releases', schema=None) as batch_op:
         batch_op.drop_index('uq_codes_releases_current', sqlite_where=sa.text('is_current = 1'), postgresql_where=sa.text('is_current'))
         batch_op.drop_index(batch_op.f('ix_codes_releases_sha256'))

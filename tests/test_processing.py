@@ -1,0 +1,151 @@
+"""The pipeline's decisions on real databases: cases, dispositions, threading, quota, approval."""
+
+from __future__ import annotations
+
+from email.utils import make_msgid
+
+import pytest
+from sqlalchemy import func, select
+
+from consultant.intake.store import Location, store_raw
+from consultant.models import Case, InboundMail, Outbox, QuotaEntry
+from consultant.processing import draft_case, process_mail
+from consultant.quota import ledger
+from consultant.review.actions import ActionError, approve, reject, set_plan
+from tests.conftest import question_mail
+
+
+def ingest(factory, settings, raw: bytes):  # type: ignore[no-untyped-def]
+    stored = store_raw(factory, raw, Location("cli"))
+    effects = process_mail(factory, settings, stored.mail_id)
+    with factory() as s:
+        mail = s.get(InboundMail, stored.mail_id)
+        return mail, effects
+
+
+def test_question_becomes_case_with_draft(factory, settings):
+    mail, effects = ingest(factory, settings, question_mail())
+    assert mail.disposition == "case"
+    with factory() as s:
+        case = s.get(Case, mail.case_id)
+        assert case.status == "awaiting_review"
+        assert case.requester.email == "coder@clinic.test"
+        assert case.drafts[0].author == "machine"
+        assert "77301" in case.drafts[0].text or case.codes == []  # codes depend on the KB
+    assert effects.outbox_ids == []
+
+
+def test_same_bytes_stored_once_and_processing_is_idempotent(factory, settings):
+    raw = question_mail()
+    first = store_raw(factory, raw, Location("smtp"))
+    second = store_raw(factory, raw, Location("smtp"))
+    assert first.mail_id == second.mail_id and first.created and not second.created
+    process_mail(factory, settings, first.mail_id)
+    process_mail(factory, settings, first.mail_id)
+    with factory() as s:
+        assert s.execute(select(func.count(Case.id))).scalar_one() == 1
+
+
+def test_same_message_id_other_bytes_is_duplicate(factory, settings):
+    mid = make_msgid(domain="clinic.test")
+    m1, _ = ingest(factory, settings, question_mail(message_id=mid))
+    m2, _ = ingest(factory, settings, question_mail(message_id=mid, X_Copy="2"))
+    assert (m1.disposition, m2.disposition) == ("case", "duplicate")
+    assert m2.rule_hits == ["is_duplicate"] and m2.case_id is None
+
+
+@pytest.mark.parametrize("headers,disposition,rule", [
+    ({"Auto_Submitted": "auto-replied"}, "auto_reply", "is_auto_submitted"),
+    ({"Precedence": "bulk"}, "auto_reply", "is_auto_submitted"),
+    ({"Auto_Submitted": "auto-replied", "X_Failed_Recipients": "x@y.test"}, "bounce", "is_bounce"),
+])
+def test_machine_mail_gets_no_case(factory, settings, headers, disposition, rule):
+    mail, _ = ingest(factory, settings, question_mail(**headers))
+    assert mail.disposition == disposition and mail.rule_hits[0] == rule
+    assert mail.case_id is None
+
+
+def test_mailer_daemon_bounce_and_self_loop(factory, settings):
+    bounce, _ = ingest(factory, settings, question_mail(sender="MAILER-DAEMON@mx.test",
+                                                        subject="Undelivered Mail Returned to Sender"))
+    assert bounce.disposition == "bounce"
+    loop, _ = ingest(factory, settings, question_mail(sender="consult@cc.test"))
+    assert loop.disposition == "quarantined" and loop.rule_hits == ["is_from_self"]
+
+
+def test_unparseable_mail_is_quarantined_with_reason(factory, settings):
+    raw = b"From: a@b.test\r\nTo: consult@cc.test\r\nX-Huge: " + b"x" * 70000 + b"\r\n\r\nbody\r\n"
+    mail, _ = ingest(factory, settings, raw)
+    assert mail.disposition == "quarantined"
+    assert "header" in mail.disposition_reason
+
+
+def test_followup_threads_by_references_and_by_tag(factory, settings):
+    first_id = make_msgid(domain="clinic.test")
+    m1, _ = ingest(factory, settings, question_mail(message_id=first_id))
+    reply, _ = ingest(factory, settings, question_mail(subject="Re: more", body="Also 77338 x 2 units.",
+                                                       In_Reply_To=first_id))
+    assert reply.disposition == "followup" and reply.case_id == m1.case_id
+    tagged, _ = ingest(factory, settings, question_mail(subject=f"Re: thing [CC-{m1.case_id}]",
+                                                        body="And the payer is Medicare."))
+    assert tagged.disposition == "followup" and tagged.rule_hits == ["is_followup_by_subject_tag"]
+    # The tag alone does not let somebody else attach mail to the case.
+    stranger, _ = ingest(factory, settings, question_mail(sender="other@else.test",
+                                                          subject=f"Re: [CC-{m1.case_id}]"))
+    assert stranger.disposition == "case" and stranger.case_id != m1.case_id
+    with factory() as s:
+        case = s.get(Case, m1.case_id)
+        assert len(case.mails) == 3 and len(case.drafts) == 3  # re-drafted on each follow-up
+
+
+def test_guest_quota_hold_notice_and_upgrade(factory, settings):
+    m1, _ = ingest(factory, settings, question_mail())
+    effects = approve(factory, settings, m1.case_id, text="Answer one.", by="c@cc.test")
+    assert len(effects.outbox_ids) == 1
+    with factory() as s:
+        out = s.get(Outbox, effects.outbox_ids[0])
+        assert out.charges_quota and out.kind == "answer"
+        assert s.execute(select(func.sum(QuotaEntry.delta))).scalar_one() == -1
+        assert b"Answers remaining on your guest plan after this one: 0" in out.raw
+    m2, e2 = ingest(factory, settings, question_mail(subject="Second question"))
+    assert m2.disposition == "held_quota"
+    assert len(e2.outbox_ids) == 1  # one over-quota notice
+    m3, e3 = ingest(factory, settings, question_mail(subject="Third question"))
+    assert m3.disposition == "held_quota" and e3.outbox_ids == []  # at most one notice a day
+    with factory() as s:
+        notice = s.get(Outbox, e2.outbox_ids[0])
+        assert notice.kind == "quota_notice" and not notice.charges_quota
+        assert b"Auto-Submitted: auto-replied" in notice.raw and b"Register" in notice.raw
+        assert s.get(Case, m2.case_id).status == "held_quota"
+    up = set_plan(factory, settings, "Coder@Clinic.test", "registered")
+    assert up.draft_case_ids == [m2.case_id, m3.case_id]
+    for case_id in up.draft_case_ids:
+        draft_case(factory, settings, case_id)
+    with factory() as s:
+        assert s.get(Case, m2.case_id).status == "awaiting_review"
+        assert s.get(Case, m3.case_id).status == "awaiting_review"
+        requester = s.get(Case, m2.case_id).requester
+        assert ledger.status(s, settings.quota, requester).answers_remaining == 5
+
+
+def test_two_open_questions_from_a_guest_hold_the_second(factory, settings):
+    m1, _ = ingest(factory, settings, question_mail())
+    m2, _ = ingest(factory, settings, question_mail(subject="another"))
+    assert (m1.disposition, m2.disposition) == ("case", "held_quota")
+
+
+def test_approve_refuses_without_quota_and_rejected_cases_cost_nothing(factory, settings):
+    m1, _ = ingest(factory, settings, question_mail())
+    reject(factory, m1.case_id, reason="not a coding question", by="c@cc.test")
+    with pytest.raises(ActionError):
+        approve(factory, settings, m1.case_id, text=None, by="c@cc.test")
+    m2, _ = ingest(factory, settings, question_mail(subject="real one"))
+    assert m2.disposition == "case"  # the rejected case did not use the guest answer
+    approve(factory, settings, m2.case_id, text=None, by="c@cc.test")
+    with pytest.raises(ActionError, match="approved"):
+        approve(factory, settings, m2.case_id, text=None, by="c@cc.test")
+
+
+def test_unknown_plan_is_a_clear_error(factory, settings):
+    with pytest.raises(ledger.UnknownPlan, match="known: guest, registered"):
+        set_plan(factory, settings, "a@b.test", "platinum")
