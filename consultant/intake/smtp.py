@@ -60,6 +60,6 @@ def start_listener(handler: IntakeHandler, host: str, port: int) -> Controller:
     """Start the listener in its own thread; call ``.stop()`` on the result to end it."""
     controller = Controller(handler, hostname=host, port=port,
                             data_size_limit=handler.max_bytes + 65536,
-                            server_kwargs={"decode_data": False})
+                            decode_data=False)
     controller.start()
     return controller

@@ -151,7 +151,7 @@ def _mark_needs_check(factory: sessionmaker[Session], outbox_id: int, why: str) 
 
 def _owner_is_dead(claim: str | None, started, stale_after: timedelta) -> bool:  # type: ignore[no-untyped-def]
     """A 'sending' row is orphaned if its claimant process on this host is gone, or it is stale."""
-    if started is not None and utcnow() - started > stale_after:
+    if started is None or utcnow() - started > stale_after:
         return True
     if claim:
         host, _, pid = claim.rpartition(":")

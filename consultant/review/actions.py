@@ -49,16 +49,19 @@ def latest_draft(case: Case) -> Draft | None:
     return case.drafts[-1] if case.drafts else None
 
 
-def save_edit(session: Session, case: Case, text: str, by: str) -> Draft:
-    """Keep the consultant's text as a new draft version (the machine draft stays for audit)."""
+def save_edit(session: Session, case: Case, text: str, by: str, kind: str | None = None) -> Draft:
+    """Keep the consultant's text as a new draft version (the machine draft stays for audit).
+
+    ``kind`` turns the new version into an answer or a needs_info question; by default the
+    version keeps the kind of the one it replaces."""
     current = latest_draft(case)
-    if current is not None and current.text == text:
+    if current is not None and current.text == text and kind in (None, current.kind):
         return current
     version = (session.execute(select(func.max(Draft.version)).where(Draft.case_id == case.id))
                .scalar() or 0) + 1
     draft = Draft(case_id=case.id, version=version, text=text, html=None, author=by,
                   template=current.template if current else "manual",
-                  kind=current.kind if current else "answer")
+                  kind=kind or (current.kind if current else "answer"))
     session.add(draft)
     session.flush()
     session.refresh(case, ["drafts"])
@@ -101,15 +104,20 @@ def _raw_references(raw: bytes) -> str:
 
 
 def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
-            text: str | None, by: str) -> Effects:
-    """Approve the latest draft (optionally replaced by ``text``) and queue it for sending."""
+            text: str | None, by: str, kind: str | None = None) -> Effects:
+    """Approve the latest draft (optionally replaced by ``text``) and queue it for sending.
+
+    ``kind="needs_info"`` sends the text as a clarifying question instead (see request_info)."""
     effects = Effects()
     with transaction(factory) as session:
         case = _load_case(session, case_id)
         if case.status not in (AWAITING_REVIEW, NEEDS_INFO):
             raise ActionError(f"case {case_id} is {case.status}; only awaiting_review or "
                               "needs_info cases can be approved")
-        draft = save_edit(session, case, text, by) if text is not None else latest_draft(case)
+        current = latest_draft(case)
+        if kind is not None and text is None and current is not None:
+            text = current.text
+        draft = save_edit(session, case, text, by, kind) if text is not None else current
         if draft is None:
             raise ActionError(f"case {case_id} has no draft to approve")
         requester = case.requester
@@ -151,11 +159,35 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         if charges:
             ledger.charge(session, requester, case_id=case.id, outbox_id=out.id)
             case.status = APPROVED
+        elif kind == "needs_info":
+            # A clarifying question: no charge, and the case waits for the requester's reply.
+            case.status = NEEDS_INFO
+            session.add(AuditEvent(case_id=case.id, actor=by, action="info_requested",
+                                   detail={"version": draft.version, "outbox_id": out.id}))
         session.add(AuditEvent(case_id=case.id, actor=by, action="approved",
                                detail={"version": draft.version, "outbox_id": out.id,
                                        "message_id": message_id, "kind": draft.kind}))
         effects.outbox_ids.append(out.id)
     return effects
+
+
+def request_info(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
+                 text: str | None, by: str) -> Effects:
+    """Send ``text`` (default: the latest draft) as a clarifying question: a needs_info
+    message that charges no quota; the case stays needs_info until the requester replies."""
+    if text is not None and not text.strip():
+        raise ActionError("the question to the requester is empty")
+    return approve(factory, settings, case_id, text=text, by=by, kind="needs_info")
+
+
+def assign(factory: sessionmaker[Session], case_id: int, *, to: str | None, by: str) -> None:
+    """Assign the case to a consultant (``to=None`` releases it)."""
+    with transaction(factory) as session:
+        case = _load_case(session, case_id)
+        previous = case.assigned_to
+        case.assigned_to = to
+        session.add(AuditEvent(case_id=case.id, actor=by, action="assigned",
+                               detail={"from": previous, "to": to}))
 
 
 def reject(factory: sessionmaker[Session], case_id: int, *, reason: str, by: str) -> None:

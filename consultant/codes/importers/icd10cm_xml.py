@@ -1,0 +1,188 @@
+"""ICD-10-CM Tabular List XML (CDC/NCHS ``icd10cm_tabular_YYYY.xml``, also inside simple-icd-10-cm).
+
+The XML nests ``<diag>`` elements (category > subcategory > code).  A leaf ``diag`` is billable
+unless a ``sevenChrDef`` on it or an ancestor applies: then only the 7th-character codes built
+from it are billable (placeholder X pads the code to six characters first: T07 -> T07.XXXA).
+Those built codes are not in the XML, so we write them as rows too, described as CDC does:
+"<leaf description>, <7th character meaning>".
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from consultant.codes.bulk import bulk_insert
+from consultant.codes.files import ImportFormatError, ProgressFn, logical_name, open_data
+from consultant.codes.importers import LoadResult, dumps
+
+# XML element -> notes key.  Order is the order notes are shown in.
+NOTE_KINDS = {
+    "inclusionTerm": "inclusion",
+    "includes": "includes",
+    "excludes1": "excludes1",
+    "excludes2": "excludes2",
+    "codeFirst": "code_first",
+    "useAdditionalCode": "use_additional",
+    "codeAlso": "code_also",
+    "notes": "notes",
+    "sevenChrNote": "seven_chr_note",
+}
+CODE_RE = re.compile(r"^[A-Z][0-9A-Z]{2}(\.[0-9A-Z]{1,4})?$")
+
+IcdRow = tuple[str, str, bool, bool, str | None, str | None]
+
+
+def _notes(elem: ET.Element) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for child in elem:
+        key = NOTE_KINDS.get(child.tag)
+        if key:
+            texts = [(n.text or "").strip() for n in child.findall("note")]
+            out.setdefault(key, []).extend(t for t in texts if t)  # type: ignore[union-attr]
+        elif child.tag == "sevenChrDef":
+            defs: dict[str, str] = {}
+            last = None
+            for ext in child:
+                text = (ext.text or "").strip()
+                if ext.tag == "extension":
+                    last = ext.get("char", "")
+                    defs[last] = text
+                elif ext.tag == "note" and last is not None and text:
+                    # A <note> after an <extension> continues that extension's meaning.
+                    defs[last] += "/" + text
+            out["seven_chr_def"] = defs
+    return out
+
+
+# "7th characters D and S do not apply to codes in category S06 with 6th character 7 - death
+# due to ..., or 8 - death due to ...": the XML states this restriction only in prose.
+_EXCEPTION_RE = re.compile(
+    r"7th characters? ((?:[A-Z0-9](?:, | and | or |,? and )?)+) do(?:es)? not apply to codes in "
+    r"(?:category|subcategory) ([A-Z0-9.]+) with 6th character (.*)"
+)
+
+
+def _seven_exceptions(notes: dict[str, object]) -> list[tuple[str, set[str], set[str]]]:
+    """(code prefix, excluded 7th characters, 6th characters they are excluded for)."""
+    found = []
+    for note in notes.get("notes", []):  # type: ignore[union-attr]
+        m = _EXCEPTION_RE.search(note)
+        if m:
+            chars = set(re.findall(r"\b[A-Z0-9]\b", m.group(1)))
+            sixth = set(re.findall(r"(?:^|, or |, | or )(\w) - ", m.group(3)))
+            found.append((m.group(2).replace(".", ""), chars, sixth))
+    return found
+
+
+def with_7th(code: str, char: str) -> str:
+    """``S72.001`` + ``A`` -> ``S72.001A``; ``T07`` + ``A`` -> ``T07.XXXA`` (placeholder X)."""
+    bare = code.replace(".", "").ljust(6, "X") + char
+    return bare[:3] + "." + bare[3:]
+
+
+def parse_tabular(stream, source: Path) -> tuple[str, list[IcdRow], list[tuple[str, str, str]]]:  # type: ignore[no-untyped-def]
+    """Parse the tabular XML; return (version, rows, search terms (code, field, text))."""
+    try:
+        root = ET.parse(stream).getroot()
+    except ET.ParseError as exc:
+        line = exc.position[0] if exc.position else None
+        raise ImportFormatError(source, line, "xml", f"not well-formed XML ({exc})") from None
+    if root.tag != "ICD10CM.tabular":
+        raise ImportFormatError(source, 1, "root", f"expected <ICD10CM.tabular>, found <{root.tag}>")
+    version = (root.findtext("version") or "").strip()
+    rows: list[IcdRow] = []
+    terms: list[tuple[str, str, str]] = []
+
+    exceptions: list[tuple[str, set[str], set[str]]] = []
+
+    def allowed(code7: str) -> bool:
+        bare = code7.replace(".", "")
+        return not any(
+            bare.startswith(prefix) and bare[5] in sixth and bare[6] in chars
+            for prefix, chars, sixth in exceptions
+        )
+
+    def walk(diag: ET.Element, parent: str | None, seven: dict[str, str] | None) -> None:
+        code = (diag.findtext("name") or "").strip()
+        desc = (diag.findtext("desc") or "").strip()
+        if not CODE_RE.match(code):
+            raise ImportFormatError(source, None, "diag/name", f"invalid code {code!r} under {parent}")
+        if not desc:
+            raise ImportFormatError(source, None, "diag/desc", f"code {code} has no description")
+        notes = _notes(diag)
+        exceptions.extend(_seven_exceptions(notes))
+        seven = notes.get("seven_chr_def", seven)  # type: ignore[assignment]
+        children = diag.findall("diag")
+        leaf = not children
+        needs_7th = leaf and bool(seven)
+        rows.append((code, desc, leaf and not needs_7th, needs_7th, parent, dumps(notes) if notes else None))
+        terms.append((code, "descriptor", desc))
+        for term in notes.get("inclusion", []):  # type: ignore[union-attr]
+            terms.append((code, "inclusion", term))
+        for child in children:
+            walk(child, code, seven)
+        if needs_7th:
+            for char, meaning in seven.items():  # type: ignore[union-attr]
+                code7 = with_7th(code, char)
+                if allowed(code7):
+                    rows.append((code7, f"{desc}, {meaning}", True, False, code, None))
+
+    for chapter in root.iter("chapter"):
+        for section in chapter.findall("section"):
+            for diag in section.findall("diag"):
+                walk(diag, None, None)
+    if not rows:
+        raise ImportFormatError(source, None, "diag", "no <diag> elements found")
+    return version, rows, terms
+
+
+def release_name(version: str, file_name: str) -> tuple[str, date | None]:
+    """``ICD-10-CM FY2026`` and its effective date (Oct 1 before the FY, or the update's date)."""
+    if not version.isdigit():
+        return f"ICD-10-CM {version or 'unknown version'}", None
+    name = f"ICD-10-CM FY{version}"
+    effective = date(int(version) - 1, 10, 1)
+    # CDC publishes mid-year updates ("April 1, 2026"); the file name is the only place saying so.
+    m = re.search(r"(January|April|July)-1-(\d{4})", file_name)
+    if m:
+        month = {"January": 1, "April": 4, "July": 7}[m.group(1)]
+        effective = date(int(m.group(2)), month, 1)
+        name += f" ({m.group(1)} 1, {m.group(2)} update)"
+    return name, effective
+
+
+def load(session: Session, release_id: int, path: Path, progress: ProgressFn) -> LoadResult:
+    """Load an ICD-10-CM tabular XML file (plain or .gz) as release ``release_id``."""
+    with open_data(path) as data:
+        version, rows, terms = parse_tabular(data.binary, path)
+        progress(0, data.permille())
+    count = bulk_insert(
+        session,
+        "codes_icd10cm",
+        ["release_id", "code", "description", "billable", "needs_7th", "parent", "notes"],
+        ((release_id, *row) for row in rows),
+        on_batch=lambda n: progress(n, 1000),
+    )
+    bulk_insert(
+        session,
+        "codes_search",
+        ["release_id", "system", "code", "field", "body"],
+        ((release_id, "ICD-10-CM", code, fld, body) for code, fld, body in terms),
+    )
+    name, effective = release_name(version, logical_name(path))
+    billable = sum(1 for r in rows if r[2])
+    return LoadResult(
+        name=name, row_count=count, effective_date=effective,
+        details={"version": version, "billable_codes": billable},
+    )
+
+
+def iter_codes(rows: list[IcdRow]) -> Iterator[str]:
+    """The codes of parsed rows (used by tests and the bench)."""
+    return (r[0] for r in rows)

@@ -1,0 +1,75 @@
+"""Shared reading of CMS tables that come as CSV, tab-separated text or xlsx.
+
+CMS puts an AMA notice (one cell, often multi-line) above the header in MUE and AOC files, so
+rows are read with the csv module (quoted newlines) and the header is found by its first cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+
+from consultant.codes.files import DataFile, ImportFormatError, logical_name, read_all
+
+
+def xlsx_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells as stripped strings) of the first sheet."""
+    import openpyxl
+
+    wb = openpyxl.load_workbook(io.BytesIO(read_all(path)), read_only=True)
+    for rowno, row in enumerate(wb.worksheets[0].iter_rows(values_only=True), start=1):
+        yield rowno, ["" if v is None else str(v).strip() for v in row]
+
+
+def text_rows(data: DataFile, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the record ends, cells) of a CSV or tab-separated file."""
+    reader = csv.reader(data.text(encoding, newline=""), delimiter=delimiter)
+    for cells in reader:
+        yield reader.line_num, [c.strip() for c in cells]
+
+
+def rows_after_header(
+    rows: Iterator[tuple[int, list[str]]], is_header: Callable[[list[str]], bool], path: Path
+) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """Skip notice lines up to the header; return (header, remaining non-empty rows)."""
+    for lineno, cells in rows:
+        if cells and is_header(cells):
+            header = [" ".join(c.split()) for c in cells]
+            return header, ((n, c) for n, c in rows if any(c))
+        if lineno > 50:
+            break
+    raise ImportFormatError(path, None, "header", "header row not found in the first 50 lines")
+
+
+def is_xlsx(path: Path) -> bool:
+    return logical_name(path).lower().endswith(".xlsx")
+
+
+def julian(value: str, path: Path, line: int, name: str) -> str | None:
+    """CMS ``YYYYDDD`` (e.g. 2013091) -> ISO date string; blank -> None."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        year, day = int(value[:4]), int(value[4:])
+        if len(value) != 7 or not 1 <= day <= 366:
+            raise ValueError
+        return date.fromordinal(date(year, 1, 1).toordinal() + day - 1).isoformat()
+    except ValueError:
+        raise ImportFormatError(path, line, name, f"not a YYYYDDD date: {value!r}") from None
+
+
+def ymd(value: str, path: Path, line: int, name: str, blank: tuple[str, ...] = ("", "*")) -> str | None:
+    """``YYYYMMDD`` -> ISO date string; blank or ``*`` (CMS "no data") -> None."""
+    value = value.strip()
+    if value in blank:
+        return None
+    try:
+        if len(value) != 8:
+            raise ValueError
+        return date(int(value[:4]), int(value[4:6]), int(value[6:])).isoformat()
+    except ValueError:
+        raise ImportFormatError(path, line, name, f"not a YYYYMMDD date: {value!r}") from None

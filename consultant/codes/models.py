@@ -1,0 +1,208 @@
+"""Tables of the code knowledge base: data releases and the facts each release brings.
+
+Every fact row carries ``release_id`` so any answer can cite the CMS/CDC release it came from.
+Only one release per (kind, variant) is *current*; importing a new one swaps the flag and deletes
+the previous release's rows in the same transaction, so readers never see a mix of two releases.
+
+Not visible to Alembic autogenerate (created idempotently by ``consultant.codes.search.ensure``):
+the SQLite FTS5 table ``codes_search_fts``.  The PostgreSQL GIN index on ``codes_search`` is a
+normal (dialect-conditional) Index below, so autogenerate sees it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from consultant.db import Base
+from consultant.models import TZDateTime, utcnow
+
+# Release kinds, as accepted by ``codes import KIND``.
+KIND_ICD10CM = "icd10cm-xml"
+KIND_HCPCS = "hcpcs"
+KIND_MUE = "mue"
+KIND_AOC = "aoc"
+KIND_PTP = "ptp"
+KIND_CPT = "cpt-licensed"
+KINDS = (KIND_ICD10CM, KIND_HCPCS, KIND_MUE, KIND_AOC, KIND_PTP, KIND_CPT)
+
+
+class CodeRelease(Base):
+    """One imported file: what it is, where it came from, and whether it is in force here."""
+
+    __tablename__ = "codes_releases"
+    __table_args__ = (
+        # At most one current release per kind and variant (e.g. PTP practitioner vs hospital).
+        Index(
+            "uq_codes_releases_current",
+            "kind",
+            "variant",
+            unique=True,
+            sqlite_where=text("is_current = 1"),
+            postgresql_where=text("is_current"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    variant: Mapped[str] = mapped_column(String(32), default="")
+    name: Mapped[str] = mapped_column(String(200))
+    effective_date: Mapped[date | None] = mapped_column(Date)
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    source_file: Mapped[str] = mapped_column(Text)
+    imported_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    superseded_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    is_current: Mapped[bool] = mapped_column(Boolean, default=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+def _release_fk() -> Mapped[int]:
+    return mapped_column(ForeignKey("codes_releases.id", ondelete="CASCADE"))
+
+
+class Icd10cmCode(Base):
+    """An ICD-10-CM tabular entry (``diag``) or a code built from a 7th-character definition."""
+
+    __tablename__ = "codes_icd10cm"
+    __table_args__ = (UniqueConstraint("release_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    code: Mapped[str] = mapped_column(String(8))  # dotted, e.g. "E11.22"
+    description: Mapped[str] = mapped_column(Text)
+    billable: Mapped[bool] = mapped_column(Boolean)
+    # True for a leaf that is only valid with a 7th character (S72.001 -> S72.001A).
+    needs_7th: Mapped[bool] = mapped_column(Boolean, default=False)
+    parent: Mapped[str | None] = mapped_column(String(8))
+    # Notes keyed by kind (inclusion, includes, excludes1, excludes2, code_first, use_additional,
+    # code_also, notes, seven_chr_note, seven_chr_def); only the notes written at this level.
+    notes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class HcpcsCode(Base):
+    """A HCPCS Level II code (``is_modifier`` false) or Level II modifier."""
+
+    __tablename__ = "codes_hcpcs"
+    __table_args__ = (UniqueConstraint("release_id", "code", "is_modifier"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    code: Mapped[str] = mapped_column(String(5))
+    is_modifier: Mapped[bool] = mapped_column(Boolean, default=False)
+    long_description: Mapped[str] = mapped_column(Text)
+    short_description: Mapped[str] = mapped_column(String(64))
+    coverage: Mapped[str | None] = mapped_column(String(1))
+    add_date: Mapped[date | None] = mapped_column(Date)
+    action_effective_date: Mapped[date | None] = mapped_column(Date)
+    term_date: Mapped[date | None] = mapped_column(Date)
+    action_code: Mapped[str | None] = mapped_column(String(1))
+    # The remaining record fields (pricing indicators, BETOS, TOS, ASC/OPPS groups...).
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class MueEdit(Base):
+    __tablename__ = "codes_mue"
+    __table_args__ = (UniqueConstraint("release_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    code: Mapped[str] = mapped_column(String(5))
+    value: Mapped[int] = mapped_column(Integer)
+    mai: Mapped[int] = mapped_column(SmallInteger)
+    rationale: Mapped[str | None] = mapped_column(String(200))
+
+
+class AocEdit(Base):
+    __tablename__ = "codes_aoc"
+    __table_args__ = (
+        Index("ix_codes_aoc_addon", "release_id", "addon_code"),
+        Index("ix_codes_aoc_primary", "release_id", "primary_code"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    addon_code: Mapped[str] = mapped_column(String(5))
+    primary_code: Mapped[str] = mapped_column(String(5))
+    edit_type: Mapped[int] = mapped_column(SmallInteger)
+    addon_deletion_date: Mapped[date | None] = mapped_column(Date)
+    primary_deletion_date: Mapped[date | None] = mapped_column(Date)
+    effective_date: Mapped[date | None] = mapped_column(Date)
+    deletion_date: Mapped[date | None] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class PtpRationale(Base):
+    """The dozen PTP rationale texts, stored once instead of on 2.5 million rows."""
+
+    __tablename__ = "codes_ptp_rationale"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class PtpEdit(Base):
+    __tablename__ = "codes_ptp"
+    __table_args__ = (
+        Index("ix_codes_ptp_pair", "release_id", "column_1", "column_2"),
+        Index("ix_codes_ptp_col2", "release_id", "column_2"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    column_1: Mapped[str] = mapped_column(String(5))
+    column_2: Mapped[str] = mapped_column(String(5))
+    prior_1996: Mapped[bool | None] = mapped_column(Boolean)
+    effective_date: Mapped[date | None] = mapped_column(Date)
+    deletion_date: Mapped[date | None] = mapped_column(Date)
+    modifier_indicator: Mapped[int] = mapped_column(SmallInteger)
+    rationale_id: Mapped[int | None] = mapped_column(ForeignKey("codes_ptp_rationale.id"))
+
+
+class CptDescriptor(Base):
+    """Operator-supplied, AMA-licensed CPT descriptors.  Never populated from this repository."""
+
+    __tablename__ = "codes_cpt"
+    __table_args__ = (UniqueConstraint("release_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    code: Mapped[str] = mapped_column(String(5))
+    descriptor: Mapped[str] = mapped_column(Text)
+
+
+class SearchTerm(Base):
+    """A searchable text (descriptor or inclusion term) of one code in one release."""
+
+    __tablename__ = "codes_search"
+    __table_args__ = (
+        Index("ix_codes_search_release", "release_id"),
+        Index(
+            "ix_codes_search_tsv",
+            func.to_tsvector(text("'english'"), text("body")),
+            postgresql_using="gin",
+        ).ddl_if(dialect="postgresql"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    system: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str] = mapped_column(String(8))
+    field: Mapped[str] = mapped_column(String(16))  # descriptor | short | inclusion
+    body: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,158 @@
+"""Ranked text search over code descriptors and ICD-10-CM inclusion terms.
+
+SQLite: an FTS5 table (porter stemmer) keyed by ``codes_search.id``.  PostgreSQL: a GIN index on
+``to_tsvector('english', body)`` (declared in models).  Both backends only *find* candidates; the
+final order comes from one Python ranking (query words covered, then shorter text first), so the
+two backends and the two databases (main and built-in ICD-10-CM) rank alike and merge cleanly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+FTS_TABLE = "codes_search_fts"
+CANDIDATES = 200
+# Words so common in code text that requiring them only hides matches.
+STOPWORDS = frozenset(
+    "a an and are as at by for from in into is of on or other per than the to with without"
+    " unspecified nos".split()
+)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def ensure(session: Session) -> None:
+    """Create the SQLite FTS5 table if missing (idempotent; Alembic cannot see virtual tables)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5("
+            "body, tokenize='porter unicode61 remove_diacritics 2')"
+        ))
+
+
+def index_release(session: Session, release_id: int) -> None:
+    """Add a release's ``codes_search`` rows to the FTS5 table (PostgreSQL indexes by itself)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            text(f"INSERT INTO {FTS_TABLE}(rowid, body) SELECT id, body FROM codes_search "
+                 "WHERE release_id = :r"),
+            {"r": release_id},
+        )
+
+
+def unindex_release(session: Session, release_id: int) -> None:
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            text(f"DELETE FROM {FTS_TABLE} WHERE rowid IN "
+                 "(SELECT id FROM codes_search WHERE release_id = :r)"),
+            {"r": release_id},
+        )
+
+
+def words(value: str) -> list[str]:
+    """Lower-case words of ``value`` without stopwords (duplicates removed, order kept)."""
+    seen: dict[str, None] = {}
+    for w in _WORD.findall(value.lower()):
+        if w not in STOPWORDS:
+            seen.setdefault(w, None)
+    return list(seen)
+
+
+def _stem(word: str) -> str:
+    """A light suffix stripper, enough to match 'injections' to 'injection' when ranking."""
+    for suffix in ("ations", "ation", "ings", "ing", "ies", "es", "ed", "s", "al", "ic"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+@dataclass
+class Hit:
+    system: str
+    code: str
+    field: str
+    body: str
+    order: int  # position in the backend's own ranking (tie-breaker)
+
+
+def _fts_query(tokens: list[str], dialect: str, mode: str) -> str:
+    if dialect == "sqlite":
+        quoted = [f'"{t}"' + ("*" if mode == "or" and len(t) >= 4 else "") for t in tokens]
+        return (" OR " if mode == "or" else " ").join(quoted)
+    return (" | " if mode == "or" else " & ").join(
+        t + (":*" if mode == "or" and len(t) >= 4 else "") for t in tokens
+    )
+
+
+def candidates(
+    session: Session, query: str, release_ids: Iterable[int], system: str | None = None
+) -> list[Hit]:
+    """Rows whose text matches every query word, or (if too few) any of them."""
+    tokens = words(query)
+    ids = list(release_ids)
+    if not tokens or not ids:
+        return []
+    dialect = session.get_bind().dialect.name
+    placeholders = ", ".join(f":r{i}" for i in range(len(ids)))
+    params: dict[str, object] = {f"r{i}": rid for i, rid in enumerate(ids)}
+    params["n"] = CANDIDATES
+    sys_filter = ""
+    if system:
+        sys_filter = " AND s.system = :system"
+        params["system"] = system
+    if dialect == "sqlite":
+        sql = (
+            f"SELECT s.system, s.code, s.field, s.body FROM {FTS_TABLE} f "
+            f"JOIN codes_search s ON s.id = f.rowid WHERE {FTS_TABLE} MATCH :q "
+            f"AND s.release_id IN ({placeholders}){sys_filter} ORDER BY bm25({FTS_TABLE}) LIMIT :n"
+        )
+    else:
+        sql = (
+            "SELECT s.system, s.code, s.field, s.body FROM codes_search s, "
+            "to_tsquery('english', :q) q WHERE to_tsvector('english', s.body) @@ q "
+            f"AND s.release_id IN ({placeholders}){sys_filter} "
+            "ORDER BY ts_rank_cd(to_tsvector('english', s.body), q, 1) DESC LIMIT :n"
+        )
+    hits: list[Hit] = []
+    seen: set[tuple[str, str, str]] = set()
+    for mode in ("and", "or"):
+        params["q"] = _fts_query(tokens, dialect, mode)
+        for row in session.execute(text(sql), params):
+            key = (row.system, row.code, row.body)
+            if key not in seen:
+                seen.add(key)
+                hits.append(Hit(row.system, row.code, row.field, row.body, len(hits)))
+        if len(hits) >= 20 or len(tokens) == 1:
+            break
+    return hits
+
+
+def rank(query: str, hits: Iterable[Hit], limit: int) -> list[dict[str, object]]:
+    """Order hits by query words covered, then by text length; one entry per code."""
+    wanted = {_stem(t) for t in words(query)}
+    scored = []
+    for hit in hits:
+        body_words = {_stem(w) for w in words(hit.body)}
+        covered = len(wanted & body_words)
+        prefix = sum(1 for t in wanted - body_words if any(b.startswith(t) for b in body_words))
+        extra = len(body_words - wanted)
+        score = covered + 0.5 * prefix - 0.03 * extra - (0.05 if hit.field != "descriptor" else 0)
+        scored.append((-score, hit.order, hit))
+    scored.sort(key=lambda item: (item[0], item[1]))
+    out: list[dict[str, object]] = []
+    seen: set[tuple[str, str]] = set()
+    for neg, _, hit in scored:
+        if (hit.system, hit.code) in seen:
+            continue
+        seen.add((hit.system, hit.code))
+        out.append({
+            "system": hit.system, "code": hit.code, "matched": hit.body, "field": hit.field,
+            "score": round(-neg, 3),
+        })
+        if len(out) >= limit:
+            break
+    return out

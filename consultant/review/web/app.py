@@ -1,0 +1,221 @@
+"""The console application: one FastAPI app for the pages, a mounted one for ``/api/v1``.
+
+Everything a route needs hangs off :class:`Console` (``request.app.state.console``): settings,
+the session factory, the signing key, templates and the dispatcher for after-commit work.
+Nothing is reached through module globals, so two apps (tests) never share state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, Signer
+from jinja2 import Environment, FileSystemLoader
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.templating import Jinja2Templates
+
+from consultant.models import utcnow
+from consultant.processing import Effects
+from consultant.review import auth
+from consultant.review.models import ConsultantUser
+from consultant.settings import PACKAGE_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_DIR = PACKAGE_ROOT / "templates" / "console"
+SESSION_COOKIE = "cc_session"
+PRE_COOKIE = "cc_pre"
+
+# Pages are server-rendered and need no script at all, so the policy forbids every script
+# (default-src 'none').  The policy also applies inside the srcdoc iframe that shows a mail's
+# sanitised HTML, so remote images (tracking pixels) stay blocked there too.
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+class LoginRequired(Exception):
+    """Raised by page routes for anonymous visitors: handled as a redirect to /login."""
+
+
+class Forbidden(Exception):
+    """A logged-in consultant tried an admin-only action."""
+
+
+@dataclass
+class Console:
+    settings: Settings
+    factory: sessionmaker[Session]
+    secret: str
+    templates: Jinja2Templates
+    dispatch: Callable[[Effects], None]
+
+    @property
+    def signer(self) -> Signer:
+        return Signer(self.secret, salt="caseconsultant.console.session")
+
+    def cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
+        # HttpOnly: no script may read the session; SameSite=Lax: cross-site POSTs carry no
+        # cookie (CSRF tokens are the second line); Secure when served over HTTPS.
+        response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="lax",
+                            secure=self.settings.console.secure_cookies, path="/")
+
+    def render(self, request: Request, name: str, context: dict[str, Any],
+               status_code: int = 200) -> HTMLResponse:
+        user = context.get("user")
+        ctx = {"settings": self.settings, "now": utcnow(), "flash": request.query_params.get("msg"),
+               "error": request.query_params.get("err"), **context}
+        if user is not None and "csrf" not in ctx:
+            ctx["csrf"] = self.csrf_for(request)
+        return self.templates.TemplateResponse(request, name, ctx, status_code=status_code)
+
+    # --- sessions ---------------------------------------------------------------------------
+    def session_token(self, request: Request) -> str | None:
+        value = request.cookies.get(SESSION_COOKIE)
+        if not value:
+            return None
+        try:
+            return self.signer.unsign(value).decode("ascii")
+        except (BadSignature, UnicodeDecodeError):
+            return None
+
+    def user(self, request: Request) -> ConsultantUser | None:
+        cached = getattr(request.state, "cc_user", False)
+        if cached is not False:
+            return cached  # type: ignore[no-any-return]
+        token = self.session_token(request)
+        user = auth.session_user(self.factory, token) if token else None
+        request.state.cc_user = user
+        return user
+
+    def require_user(self, request: Request) -> ConsultantUser:
+        user = self.user(request)
+        if user is None:
+            raise LoginRequired()
+        return user
+
+    def require_admin(self, request: Request) -> ConsultantUser:
+        user = self.require_user(request)
+        if not user.is_admin:
+            raise Forbidden()
+        return user
+
+    def csrf_for(self, request: Request) -> str:
+        token = self.session_token(request) or ""
+        return auth.csrf_token(self.secret, "session:" + token)
+
+    async def checked_form(self, request: Request) -> Any:
+        """The POSTed form of a logged-in user, after the CSRF check (403 without a valid token)."""
+        self.require_user(request)
+        form = await request.form()
+        token = self.session_token(request) or ""
+        if not auth.csrf_ok(self.secret, "session:" + token, str(form.get("csrf_token") or "")):
+            raise HTTPException(status_code=403, detail="invalid or missing CSRF token")
+        return form
+
+
+def console_of(request: Request) -> Console:
+    return request.app.state.console  # type: ignore[no-any-return]
+
+
+def client_ip(request: Request) -> str:
+    # The peer address as uvicorn saw it.  X-Forwarded-For is only honoured when uvicorn runs
+    # with --forwarded-allow-ips for a trusted proxy; trusting it here would let anyone pick a
+    # fresh "IP" per login attempt and walk around the rate limit.
+    return request.client.host if request.client else "unknown"
+
+
+def _default_dispatch(settings: Settings) -> Callable[[Effects], None]:
+    def dispatch(effects: Effects) -> None:
+        from workers.app import app as celery_app
+        from workers.app import configure
+        from workers.tasks import dispatch as celery_dispatch
+
+        if celery_app.conf.broker_url != settings.broker.url:
+            configure(settings)
+        celery_dispatch(effects)
+
+    return dispatch
+
+
+def _filters(env: Environment) -> None:
+    def age(value: datetime | None) -> str:
+        if value is None:
+            return "-"
+        seconds = max(0, int((utcnow() - value).total_seconds()))
+        if seconds < 3600:
+            return f"{seconds // 60} min"
+        if seconds < 86400 * 2:
+            return f"{seconds / 3600:.1f} h"
+        return f"{seconds / 86400:.1f} d"
+
+    def when(value: datetime | None) -> str:
+        return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+    env.filters["age"] = age
+    env.filters["when"] = when
+
+
+def create_app(settings: Settings, factory: sessionmaker[Session] | None = None, *,
+               dispatch: Callable[[Effects], None] | None = None) -> FastAPI:
+    """Build the console for ``settings`` (``factory`` defaults to one on settings.database)."""
+    if factory is None:
+        from consultant.db import make_engine, make_session_factory
+
+        factory = make_session_factory(make_engine(settings.database.url))
+    env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
+                      trim_blocks=True, lstrip_blocks=True)
+    _filters(env)
+    console = Console(settings=settings, factory=factory, secret=auth.secret_key(settings.console),
+                      templates=Jinja2Templates(env=env),
+                      dispatch=dispatch or _default_dispatch(settings))
+
+    app = FastAPI(title="CaseConsultant console", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.console = console
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        # Pages carry patient-adjacent data: keep them out of shared caches and history.
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        from urllib.parse import quote
+
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":
+            target = "/queue"
+        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        return console.render(request, "error.html", {"user": console.user(request),
+                              "status": 403, "message": "This page is for administrators."},
+                              status_code=403)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith("/api/") or request.url.path in ("/healthz", "/metrics"):
+            return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return console.render(request, "error.html", {"user": console.user(request),
+                              "status": exc.status_code, "message": str(exc.detail)},
+                              status_code=exc.status_code)
+
+    from consultant.review.web import api, health, pages_admin, pages_auth, pages_case, pages_queue
+
+    for module in (pages_auth, pages_queue, pages_case, pages_admin, health):
+        app.include_router(module.router)
+    app.mount("/api/v1", api.create_api(console))
+    return app

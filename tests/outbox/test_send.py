@@ -1,0 +1,110 @@
+"""Sending over real SMTP: threading headers, retries, permanent failures, no blind re-send."""
+
+from __future__ import annotations
+
+from email.utils import make_msgid
+
+from consultant.intake.store import Location, store_raw
+from consultant.models import Case, Outbox, QuotaEntry
+from consultant.outbox.compose import MAX_REFERENCES, capped_references, reply_subject
+from consultant.outbox.send import reconcile, send_one
+from consultant.outbox.transport import SmtpTransport
+from consultant.processing import process_mail
+from consultant.review.actions import approve
+from tests.conftest import question_mail
+
+
+def approved_case(factory, settings, raw_subject: bytes | None = None, **mail):  # type: ignore[no-untyped-def]
+    raw = question_mail(**mail)
+    if raw_subject is not None:
+        head, _, body = raw.partition(b"\n\n")
+        lines = [raw_subject if ln.startswith(b"Subject:") else ln for ln in head.split(b"\n")]
+        raw = b"\n".join(lines) + b"\n\n" + body
+    stored = store_raw(factory, raw, Location("cli"))
+    process_mail(factory, settings, stored.mail_id)
+    with factory() as s:
+        case_id = s.execute(Case.__table__.select()).first().id
+    effects = approve(factory, settings, case_id, text="The answer.\n", by="consultant@cc.test")
+    return case_id, effects.outbox_ids[0]
+
+
+def to_sink(settings, sink):  # type: ignore[no-untyped-def]
+    settings.smtp_out.maildir = ""
+    settings.smtp_out.host, settings.smtp_out.port = sink.host, sink.port
+    return SmtpTransport(settings.smtp_out)
+
+
+def test_answer_threads_into_the_requesters_conversation(factory, settings, smtp_sink):
+    first = make_msgid(domain="clinic.test")
+    refs = " ".join(make_msgid(domain="old.test") for _ in range(15))
+    case_id, outbox_id = approved_case(factory, settings, message_id=first, References=refs,
+                                       raw_subject=b"Subject: =?utf-8?q?Re=3A_Re=3A_77301_and_77338"
+                                                   b"=0D=0ABcc=3A_evil=40x.test?=")
+    transport = to_sink(settings, smtp_sink)
+    assert send_one(factory, settings, outbox_id, transport) == "sent"
+    transport.close()
+    [msg] = smtp_sink.parsed()
+    assert msg["In-Reply-To"] == first
+    references = msg["References"].split()
+    assert len(references) == MAX_REFERENCES and references[-1] == first
+    assert msg["Message-ID"].endswith("@cc.test>")
+    assert msg["Subject"] == f"Re: 77301 and 77338 Bcc: evil@x.test [CC-{case_id}]"
+    assert msg["Bcc"] is None  # the CR/LF in the subject could not inject a header
+    assert smtp_sink.messages[0]["to"] == ["coder@clinic.test"]
+    with factory() as s:
+        assert s.get(Case, case_id).status == "sent"
+        out = s.get(Outbox, outbox_id)
+        assert out.status == "sent" and out.sent_at is not None
+    # Sending again is a no-op: the row is no longer pending.
+    assert send_one(factory, settings, outbox_id, to_sink(settings, smtp_sink)) == "sent"
+    assert len(smtp_sink.messages) == 1
+
+
+def test_temporary_failure_backs_off_then_succeeds(factory, settings, smtp_sink):
+    case_id, outbox_id = approved_case(factory, settings)
+    smtp_sink.handler.reply = "451 4.3.0 try again later"
+    transport = to_sink(settings, smtp_sink)
+    assert send_one(factory, settings, outbox_id, transport) == "pending"
+    with factory() as s:
+        out = s.get(Outbox, outbox_id)
+        assert out.attempts == 1 and out.next_attempt_at is not None and "451" in out.last_error
+        out.next_attempt_at = None  # time passes
+        s.commit()
+    smtp_sink.handler.reply = None
+    assert send_one(factory, settings, outbox_id, transport) == "sent"
+    transport.close()
+    assert len(smtp_sink.messages) == 1
+
+
+def test_permanent_failure_is_recorded_and_refunded(factory, settings, smtp_sink):
+    case_id, outbox_id = approved_case(factory, settings)
+    smtp_sink.handler.reply = "550 5.1.1 mailbox unavailable"
+    assert send_one(factory, settings, outbox_id, to_sink(settings, smtp_sink)) == "failed"
+    with factory() as s:
+        case = s.get(Case, case_id)
+        assert case.status == "failed" and "550" in case.failure
+        deltas = [q.delta for q in s.query(QuotaEntry).order_by(QuotaEntry.id)]
+        assert deltas == [-1, 1]
+
+
+def test_interrupted_send_is_never_blindly_repeated(factory, settings, smtp_sink):
+    """A row left in 'sending' by a dead process goes to needs_check, not back to pending."""
+    case_id, outbox_id = approved_case(factory, settings)
+    with factory() as s:
+        out = s.get(Outbox, outbox_id)
+        out.status, out.claimed_by = "sending", "nohost-that-exists:1"
+        s.commit()
+    from datetime import timedelta
+
+    counts = reconcile(factory, settings, to_sink(settings, smtp_sink), None,
+                       stale_after=timedelta(seconds=0))
+    assert counts == {"sent": 0, "needs_check": 1}
+    with factory() as s:
+        assert s.get(Outbox, outbox_id).status == "needs_check"
+    assert smtp_sink.messages == []
+
+
+def test_reply_subject_is_one_clean_line():
+    assert reply_subject("RE: Fwd: [CC-3] Question\t about\n 99213", 7) == "Re: Question about 99213 [CC-7]"
+    assert reply_subject("", 1) == "Re: Your coding question [CC-1]"
+    assert capped_references([], "<a@b>") == ["<a@b>"]
