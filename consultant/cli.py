@@ -52,7 +52,9 @@ def cmd_send_pending(args: argparse.Namespace, settings: Settings,
     from consultant.outbox.send import send_one
     from consultant.runtime import Runtime
     from consultant.sweep import sweep
+    from workers.app import configure
 
+    configure(settings)
     rt = Runtime(settings)
     statuses: dict[str, int] = {}
     requeued: list[int] = []
@@ -139,9 +141,13 @@ def cmd_cases_show(args: argparse.Namespace, settings: Settings, factory: sessio
     return 0
 
 
-def _dispatch(effects: Any) -> None:
+def _dispatch(effects: Any, settings: Settings) -> None:
+    """Enqueue follow-up work on the broker named by *these* settings (--config may differ
+    from the environment the Celery app was first configured from)."""
+    from workers.app import configure
     from workers.tasks import dispatch
 
+    configure(settings)
     dispatch(effects)
 
 
@@ -159,7 +165,7 @@ def cmd_cases_approve(args: argparse.Namespace, settings: Settings,
         if not text.strip():
             raise CliError(f"{args.text_file} is empty; refusing to approve an empty answer")
     effects = approve(factory, settings, args.id, text=text, by=args.by)
-    _dispatch(effects)
+    _dispatch(effects, settings)
     print(f"case {args.id} approved; answer queued (outbox {', '.join(map(str, effects.outbox_ids))})")
     return 0
 
@@ -201,7 +207,7 @@ def cmd_requesters_add(args: argparse.Namespace, settings: Settings,
         effects = set_plan(factory, settings, args.email, args.plan)
     except UnknownPlan as exc:
         raise CliError(str(exc)) from exc
-    _dispatch(effects)
+    _dispatch(effects, settings)
     held = len(effects.draft_case_ids)
     print(f"{args.email.lower()}: plan {args.plan}" + (f"; {held} held case(s) sent back to drafting" if held else ""))
     return 0
