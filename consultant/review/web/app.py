@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.exceptions import HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException
 from starlette.templating import Jinja2Templates
 
 from consultant.models import utcnow
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 TEMPLATE_DIR = PACKAGE_ROOT / "templates" / "console"
 SESSION_COOKIE = "cc_session"
 PRE_COOKIE = "cc_pre"
+FLASH_COOKIE = "cc_flash"
 
 # Pages are server-rendered and need no script at all, so the policy forbids every script
 # (default-src 'none').  The policy also applies inside the srcdoc iframe that shows a mail's
@@ -60,6 +61,10 @@ class Console:
     def signer(self) -> Signer:
         return Signer(self.secret, salt="caseconsultant.console.session")
 
+    @property
+    def flash_serializer(self) -> URLSafeSerializer:
+        return URLSafeSerializer(self.secret, salt="caseconsultant.console.flash")
+
     def cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
         # HttpOnly: no script may read the session; SameSite=Lax: cross-site POSTs carry no
         # cookie (CSRF tokens are the second line); Secure when served over HTTPS.
@@ -69,11 +74,38 @@ class Console:
     def render(self, request: Request, name: str, context: dict[str, Any],
                status_code: int = 200) -> HTMLResponse:
         user = context.get("user")
-        ctx = {"settings": self.settings, "now": utcnow(), "flash": request.query_params.get("msg"),
-               "error": request.query_params.get("err"), **context}
+        flash = self._read_flash(request)
+        ctx = {"settings": self.settings, "now": utcnow(), "flash": flash, **context}
         if user is not None and "csrf" not in ctx:
             ctx["csrf"] = self.csrf_for(request)
-        return self.templates.TemplateResponse(request, name, ctx, status_code=status_code)
+        response = self.templates.TemplateResponse(request, name, ctx, status_code=status_code)
+        if flash is not None:
+            response.delete_cookie(FLASH_COOKIE, path="/")
+        return response
+
+    # --- one-shot messages after a redirect ---------------------------------------------------
+    # Kept in a signed cookie rather than the URL, so a crafted link cannot make the console
+    # display a message of an attacker's choosing.
+    def flash(self, response: Response, text: str, kind: str = "ok") -> Response:
+        value = self.flash_serializer.dumps([kind, text[:500]])
+        self.cookie(response, FLASH_COOKIE, value, max_age=60)
+        return response
+
+    def _read_flash(self, request: Request) -> tuple[str, str] | None:
+        value = request.cookies.get(FLASH_COOKIE)
+        if not value:
+            return None
+        try:
+            kind, text = self.flash_serializer.loads(value)
+        except (BadSignature, ValueError, TypeError):
+            return None
+        return str(kind), str(text)
+
+    def redirect(self, url: str, text: str | None = None, kind: str = "ok") -> Response:
+        response = RedirectResponse(url, status_code=303)
+        if text:
+            self.flash(response, text, kind)
+        return response
 
     # --- sessions ---------------------------------------------------------------------------
     def session_token(self, request: Request) -> str | None:

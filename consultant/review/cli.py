@@ -1,0 +1,98 @@
+"""``caseconsultant users ...``: console accounts and API tokens."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from consultant.cli import CliError
+from consultant.review.models import ROLES
+from consultant.settings import Settings
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    # Never from the command line itself: argv is visible to every user in `ps`.
+    if args.password_file:
+        try:
+            text = sys.stdin.read() if args.password_file == "-" else Path(args.password_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot read {args.password_file}: {exc}") from exc
+        password = text.splitlines()[0] if text.splitlines() else ""
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CliError("the passwords do not match")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CliError("empty password")
+    return password
+
+
+def cmd_users_add(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
+    from consultant.review.auth import AuthError, add_user
+
+    password = _read_password(args)
+    try:
+        user = add_user(factory, args.email, password, role=args.role, name=args.name,
+                        credential=args.credential)
+    except AuthError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"{user.email}: {user.role} account ready")
+    return 0
+
+
+def cmd_users_token(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
+    from consultant.review.auth import AuthError, mint_token, revoke_tokens
+
+    try:
+        if args.revoke:
+            print(f"{args.email}: {revoke_tokens(factory, args.email)} token(s) revoked")
+            return 0
+        token = mint_token(factory, args.email, args.name or "")
+    except AuthError as exc:
+        raise CliError(str(exc)) from exc
+    # The token alone on stdout, so `TOKEN=$(caseconsultant users token ...)` works.
+    print(token)
+    print("(shown once; only its hash is stored)", file=sys.stderr)
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
+    from consultant.review.models import ConsultantUser
+
+    with factory() as session:
+        users = session.execute(select(ConsultantUser).order_by(ConsultantUser.email)).scalars().all()
+        for u in users:
+            print(f"{u.email:<36} {u.role:<10} {'active' if u.active else 'disabled':<8} {u.name or ''}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    users = subparsers.add_parser("users", help="console accounts and API tokens").add_subparsers(
+        dest="users_command", required=True, metavar="ACTION")
+
+    p = users.add_parser("add", help="add a console user (or reset their password and role)",
+                         description="Add a console user. The password is read from "
+                                     "--password-file, else prompted for, else read from stdin.")
+    p.set_defaults(handler=cmd_users_add)
+    p.add_argument("email")
+    p.add_argument("--role", choices=ROLES, default="consultant")
+    p.add_argument("--name")
+    p.add_argument("--credential", help="e.g. CPC, CCS (shown in answers' footer)")
+    p.add_argument("--password-file", help="file whose first line is the password (- for stdin)")
+
+    p = users.add_parser("token", help="mint an API token for a user (printed once)")
+    p.set_defaults(handler=cmd_users_token)
+    p.add_argument("email")
+    p.add_argument("--name", help="what the token is for")
+    p.add_argument("--revoke", action="store_true", help="revoke all of the user's tokens instead")
+
+    p = users.add_parser("list", help="list console users")
+    p.set_defaults(handler=cmd_users_list)

@@ -1,0 +1,190 @@
+"""REST API for integrations under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``).
+
+Authentication is ``Authorization: Bearer <token>`` only (tokens from ``caseconsultant users
+token EMAIL`` or the console's account page).  Session cookies are deliberately *not* accepted
+here: a browser attaches cookies to cross-site requests by itself, a bearer header it does not,
+which is why these endpoints need no CSRF token.  Every error is JSON: ``{"error": "..."}``.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must evaluate the Annotated aliases
+# (User, Admin) defined inside create_api, which string annotations would hide from it.
+import dataclasses
+import importlib
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from consultant.models import CASE_STATUSES, Case
+from consultant.quota import ledger
+from consultant.review import actions, auth
+from consultant.review.models import ConsultantUser
+from consultant.review.web.app import Console
+from consultant.views import case_json, mail_json
+
+bearer = HTTPBearer(auto_error=False, description="API token: `caseconsultant users token EMAIL`")
+
+
+class ApproveBody(BaseModel):
+    text: str | None = Field(None, description="final answer text; default: the latest draft",
+                             max_length=100_000)
+
+
+class RejectBody(BaseModel):
+    reason: str = Field(..., min_length=1, max_length=10_000)
+
+
+class PlanBody(BaseModel):
+    plan: str = Field(..., description="guest, registered or a plan from [quota.plans]")
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def create_api(console: Console) -> FastAPI:
+    api = FastAPI(title="CaseConsultant API", version="1", openapi_url="/openapi.json",
+                  docs_url="/docs", redoc_url=None)
+    api.state.console = console
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "invalid request", "details": exc.errors()}, status_code=422)
+
+    def token_user(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ConsultantUser:
+        user = auth.token_user(console.factory, creds.credentials) if creds else None
+        if user is None:
+            raise HTTPException(status_code=401, detail="a valid bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return user
+
+    def admin_user(user: Annotated[ConsultantUser, Depends(token_user)]) -> ConsultantUser:
+        if not user.is_admin:
+            raise HTTPException(status_code=403, detail="admin role required")
+        return user
+
+    User = Annotated[ConsultantUser, Depends(token_user)]
+    Admin = Annotated[ConsultantUser, Depends(admin_user)]
+
+    def _case(session: Any, case_id: int) -> Case:
+        case = session.get(Case, case_id)
+        if case is None:
+            raise HTTPException(status_code=404, detail=f"case {case_id} does not exist")
+        return case
+
+    @api.get("/cases", summary="List cases, oldest first")
+    def list_cases(user: User,
+                   status: Annotated[str | None, Query(description="one case status")] = None,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                   offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+        if status is not None and status not in CASE_STATUSES:
+            raise HTTPException(status_code=422, detail=f"unknown status {status!r} "
+                                f"(one of: {', '.join(CASE_STATUSES)})")
+        with console.factory() as session:
+            query = select(Case).order_by(Case.created_at, Case.id).limit(limit).offset(offset)
+            if status:
+                query = query.where(Case.status == status)
+            return [{"id": c.id, "status": c.status, "requester": c.requester.email,
+                     "subject": c.subject, "created_at": c.created_at.isoformat(),
+                     "assigned_to": c.assigned_to}
+                    for c in session.execute(query).scalars()]
+
+    @api.get("/cases/{case_id}", summary="One case with its draft, codes and mails")
+    def show_case(case_id: int, user: User) -> dict[str, Any]:
+        with console.factory() as session:
+            case = _case(session, case_id)
+            data = case_json(session, console.settings, case)
+            data["mails"] = [mail_json(m) for m in case.mails]
+            return data
+
+    @api.post("/cases/{case_id}/approve", summary="Approve the draft (or `text`) and queue it")
+    def approve_case(case_id: int, user: User, body: ApproveBody | None = None) -> dict[str, Any]:
+        text = body.text if body else None
+        if text is not None and not text.strip():
+            raise HTTPException(status_code=422, detail="refusing to approve an empty answer")
+        with console.factory() as session:
+            _case(session, case_id)
+        try:
+            effects = actions.approve(console.factory, console.settings, case_id, text=text,
+                                      by=user.email)
+        except actions.ActionError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        console.dispatch(effects)
+        return {"id": case_id, "status": "approved", "outbox_ids": effects.outbox_ids}
+
+    @api.post("/cases/{case_id}/reject", summary="Reject a case (nothing is sent or charged)")
+    def reject_case(case_id: int, body: RejectBody,
+                    user: User) -> dict[str, Any]:
+        with console.factory() as session:
+            _case(session, case_id)
+        try:
+            actions.reject(console.factory, case_id, reason=body.reason, by=user.email)
+        except actions.ActionError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        return {"id": case_id, "status": "rejected"}
+
+    @api.get("/requesters/{email}", summary="A requester's plan and quota")
+    def show_requester(email: str, user: User) -> dict[str, Any]:
+        with console.factory() as session:
+            requester = actions.get_requester(session, email)
+            if requester is None:
+                raise HTTPException(status_code=404, detail=f"no requester {email!r}")
+            return ledger.status(session, console.settings.quota, requester).as_json()
+
+    @api.put("/requesters/{email}/plan", summary="Set a requester's plan (admins)")
+    def put_plan(email: str, body: PlanBody, user: Admin) -> dict[str, Any]:
+        if "@" not in email:
+            raise HTTPException(status_code=422, detail="not an email address")
+        try:
+            effects = actions.set_plan(console.factory, console.settings, email, body.plan,
+                                       by=user.email)
+        except ledger.UnknownPlan as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        console.dispatch(effects)
+        with console.factory() as session:
+            requester = actions.get_requester(session, email)
+            assert requester is not None
+            data = ledger.status(session, console.settings.quota, requester).as_json()
+        data["held_cases_redrafted"] = effects.draft_case_ids
+        return data
+
+    def _codes_function(name: str) -> Any:
+        # The code knowledge base is another team's module; until it offers this function
+        # the endpoint says so plainly instead of failing with a 500.
+        module = importlib.import_module("consultant.codes.api")
+        func = getattr(module, name, None)
+        if func is None:
+            raise HTTPException(status_code=503, detail=f"code {name} is not available yet")
+        return func
+
+    @api.get("/codes/search", summary="Search code descriptors")
+    def search_codes(user: User, q: Annotated[str, Query(min_length=2, max_length=200)],
+                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Any:
+        search = _codes_function("search")
+        with console.factory() as session:
+            return _jsonable(search(session, q, limit=limit))
+
+    @api.get("/codes/{code}", summary="One code with its descriptor and edits")
+    def show_code(code: str, user: User, system: str | None = None) -> Any:
+        lookup = _codes_function("lookup")
+        with console.factory() as session:
+            result = lookup(session, code, system=system) if system else lookup(session, code)
+            if result is None:
+                raise HTTPException(status_code=404, detail=f"no code {code!r}")
+            return _jsonable(result)
+
+    return api

@@ -1,0 +1,189 @@
+"""One case: its thread, what the machine found and why, the draft editor and the actions.
+
+Every action goes through consultant.review.actions (the same functions as the CLI), which
+records the AuditEvent with the consultant's email; work to do after commit (sending) is
+dispatched only once the action's transaction has committed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from consultant.mail.rules import CHAIN
+from consultant.models import AWAITING_REVIEW, NEEDS_INFO, Case
+from consultant.review import actions
+from consultant.review.web import mailview, queries
+from consultant.review.web.app import Console, console_of
+from consultant.views import case_json
+
+router = APIRouter()
+MAX_TEXT = 100_000
+
+RULE_DESCRIPTIONS = {rule.name: rule.description for rule, _ in CHAIN} | {
+    "new_case": "a person's mail that does not continue an existing case",
+    "is_followup_by_references": "continues a case (In-Reply-To/References name one of its mails)",
+    "is_followup_by_subject_tag": "continues a case (its [CC-n] subject tag, same requester)",
+    "over_quota": "the requester has no answers left on their plan",
+    "is_duplicate": "a second delivery of a Message-ID already received",
+    "is_from_self": "sent from the service's own address",
+}
+
+
+def notes_module() -> Any | None:
+    """The drafting team's knowledge notes (consultant.drafting.notes), if installed."""
+    try:
+        return importlib.import_module("consultant.drafting.notes")
+    except ModuleNotFoundError as exc:
+        if exc.name != "consultant.drafting.notes":
+            raise
+        return None
+
+
+def _load(console: Console, session: Any, case_id: int) -> Case:
+    case = session.execute(
+        select(Case).where(Case.id == case_id).options(
+            selectinload(Case.mails), selectinload(Case.drafts), selectinload(Case.outbox),
+            selectinload(Case.requester))
+    ).scalar_one_or_none()
+    if case is None:
+        raise HTTPException(status_code=404, detail=f"case {case_id} does not exist")
+    return case
+
+
+def _next_case_id(session: Any, after: Case | None) -> int | None:
+    query = select(Case.id).where(Case.status == AWAITING_REVIEW).order_by(Case.created_at, Case.id)
+    if after is not None:
+        query = query.where(Case.id != after.id)
+    return session.execute(query.limit(1)).scalar()
+
+
+@router.get("/cases/{case_id}")
+def case_page(request: Request, case_id: int) -> Response:
+    console = console_of(request)
+    user = console.require_user(request)
+    notes = notes_module()
+    with console.factory() as session:
+        case = _load(console, session, case_id)
+        data = case_json(session, console.settings, case)
+        related_notes: list[Any] = []
+        if notes is not None and hasattr(notes, "list_notes"):
+            try:
+                related_notes = list(notes.list_notes(session, codes=[c.get("code") for c in data["codes"]]))
+            except TypeError:
+                related_notes = list(notes.list_notes(session))
+        return console.render(request, "case.html", {
+            "user": user, "case": case, "data": data, "thread": mailview.thread(case),
+            "flags": queries.case_flags(case), "audit": queries.audit_for(session, case.id),
+            "rule_descriptions": RULE_DESCRIPTIONS,
+            "editable": case.status in (AWAITING_REVIEW, NEEDS_INFO),
+            "next_case": _next_case_id(session, case), "notes_enabled": notes is not None,
+            "notes": related_notes[:20], "drafts": list(reversed(case.drafts))})
+
+
+def _text(form: Any, name: str = "text") -> str:
+    text = str(form.get(name) or "").replace("\r\n", "\n")
+    if len(text) > MAX_TEXT:
+        raise HTTPException(status_code=413, detail=f"text longer than {MAX_TEXT} characters")
+    return text
+
+
+def _run(console: Console, case_id: int, done: str, call: Any) -> Response:
+    """Run an action; on ActionError come back to the case with the reason shown."""
+    try:
+        call()
+    except actions.ActionError as exc:
+        return console.redirect(f"/cases/{case_id}", str(exc), "error")
+    return console.redirect(f"/cases/{case_id}", done)
+
+
+@router.post("/cases/{case_id}/save")
+async def save(request: Request, case_id: int) -> Response:
+    console = console_of(request)
+    form = await console.checked_form(request)
+    user = console.require_user(request)
+    text = _text(form)
+    return _run(console, case_id, "Draft saved.",
+                lambda: actions.edit_draft(console.factory, case_id, text, by=user.email))
+
+
+@router.post("/cases/{case_id}/approve")
+async def approve(request: Request, case_id: int) -> Response:
+    console = console_of(request)
+    form = await console.checked_form(request)
+    user = console.require_user(request)
+    text = _text(form)
+    if not text.strip():
+        return console.redirect(f"/cases/{case_id}", "Refusing to send an empty answer.", "error")
+    try:
+        effects = actions.approve(console.factory, console.settings, case_id, text=text,
+                                  by=user.email)
+    except actions.ActionError as exc:
+        return console.redirect(f"/cases/{case_id}", str(exc), "error")
+    # Only now, after the approval committed, may the send be enqueued.
+    console.dispatch(effects)
+    with console.factory() as session:
+        nxt = _next_case_id(session, None)
+    message = f"Case {case_id} approved; the answer is queued for sending."
+    return console.redirect(f"/cases/{nxt}" if nxt else "/queue", message)
+
+
+@router.post("/cases/{case_id}/request-info")
+async def request_info(request: Request, case_id: int) -> Response:
+    console = console_of(request)
+    form = await console.checked_form(request)
+    user = console.require_user(request)
+    text = _text(form)
+    try:
+        effects = actions.request_info(console.factory, console.settings, case_id, text=text,
+                                       by=user.email)
+    except actions.ActionError as exc:
+        return console.redirect(f"/cases/{case_id}", str(exc), "error")
+    console.dispatch(effects)
+    return console.redirect(f"/cases/{case_id}", "Question sent to the requester; the case "
+                            "waits for their reply (no quota charged).")
+
+
+@router.post("/cases/{case_id}/reject")
+async def reject(request: Request, case_id: int) -> Response:
+    console = console_of(request)
+    form = await console.checked_form(request)
+    user = console.require_user(request)
+    reason = _text(form, "reason")
+    return _run(console, case_id, "Case rejected; nothing will be sent.",
+                lambda: actions.reject(console.factory, case_id, reason=reason, by=user.email))
+
+
+@router.post("/cases/{case_id}/assign")
+async def assign(request: Request, case_id: int) -> Response:
+    console = console_of(request)
+    form = await console.checked_form(request)
+    user = console.require_user(request)
+    to = None if form.get("release") else user.email
+    return _run(console, case_id, "Assigned to you." if to else "Released.",
+                lambda: actions.assign(console.factory, case_id, to=to, by=user.email))
+
+
+@router.post("/cases/{case_id}/note")
+async def add_note(request: Request, case_id: int) -> Response:
+    console = console_of(request)
+    form = await console.checked_form(request)
+    user = console.require_user(request)
+    notes = notes_module()
+    if notes is None:
+        raise HTTPException(status_code=503, detail="knowledge notes are not available yet")
+    text = _text(form).strip()
+    if not text:
+        return console.redirect(f"/cases/{case_id}", "The note is empty.", "error")
+    codes = [c.strip().upper() for c in _text(form, "codes").replace(",", " ").split() if c.strip()]
+    with console.factory() as session:
+        case = _load(console, session, case_id)
+        if not codes:
+            codes = [str(c.get("code")) for c in case.codes or [] if c.get("code")]
+    notes.add_note(console.factory, text=text, codes=codes, by=user.email, case_id=case_id)
+    return console.redirect(f"/cases/{case_id}", "Knowledge note added.")
