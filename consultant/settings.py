@@ -32,6 +32,8 @@ class DatabaseSettings:
 class BrokerSettings:
     url: str = "sqla+sqlite:///var/broker.sqlite"
     result_backend: str = ""
+    # Redis: seconds before a task taken by a worker that died is handed to another worker.
+    visibility_timeout: int = 3600
 
 
 @dataclass

@@ -29,7 +29,12 @@ def configure(settings: Settings) -> Celery:
     transport_options: dict[str, object] = {}
     if settings.broker.url.startswith("redis"):
         # Redelivery of unacked tasks after a crashed worker (acks_late) happens after this.
-        transport_options["visibility_timeout"] = 3600
+        timeout = settings.broker.visibility_timeout
+        transport_options["visibility_timeout"] = timeout
+        # kombu scans for such tasks only every interval x throttle seconds (100 s by default);
+        # scan at a third of the timeout (at most every 10 s) so recovery follows the timeout.
+        transport_options["unacked_restore_interval"] = max(1, min(10, timeout // 3))
+        transport_options["unacked_restore_throttle"] = 1
     app.conf.update(
         broker_url=settings.broker.url,
         result_backend=settings.broker.result_backend or None,
