@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.db import transaction
-from consultant.drafting.draft import make_draft
+from consultant.drafting.draft import DRAFT_FLAGS, make_draft
 from consultant.drafting.templating import render_pair
 from consultant.mail.body import new_text
 from consultant.mail.parse import MailParseError, MailView, parse_mail
@@ -222,7 +222,9 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
     case.facts = result.facts
     case.question_types = result.question_types
     case.rule_hits = sorted(set(case.rule_hits) | set(result.rule_hits))
-    case.flags = [f for f in case.flags if f != "held_quota"]
+    # Drafting's own flags (PHI suspected, ...) are recomputed from the whole thread each time.
+    case.flags = [f for f in case.flags if f != "held_quota" and f not in DRAFT_FLAGS] + [
+        f for f in getattr(result, "flags", []) if f not in case.flags]
     case.status = NEEDS_INFO if result.kind == "needs_info" else AWAITING_REVIEW
     case.drafted_at = utcnow()
     session.add(AuditEvent(case_id=case.id, actor="system", action="drafted",

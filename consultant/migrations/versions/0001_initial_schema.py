@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 00:13:54.320810
+Create Date: 2026-11-28 00:19:19.513070
 """
 from alembic import op
 import sqlalchemy as sa
@@ -302,6 +302,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_inbound_mail_message_id'), ['message_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_inbound_mail_raw_sha256'), ['raw_sha256'], unique=True)
 
+    op.create_table('knowledge_notes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('subject', sa.String(length=40), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('author', sa.String(length=320), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.Column('removed_at', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.Column('removed_by', sa.String(length=320), nullable=True),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('knowledge_notes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_knowledge_notes_subject'), ['subject'], unique=False)
+
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=True),
@@ -358,6 +373,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_outbox_case_id'))
 
     op.drop_table('outbox')
+    with op.batch_alter_table('knowledge_notes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_knowledge_notes_subject'))
+
+    op.drop_table('knowledge_notes')
     with op.batch_alter_table('inbound_mail', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_inbound_mail_raw_sha256'))
         batch_op.drop_index(batch_op.f('ix_inbound_mail_message_id'))

@@ -1,0 +1,104 @@
+"""Knowledge notes: what a consultant learned about a code or code pair, shown in later drafts.
+
+Public functions take a session and leave committing to the caller (the console and the CLI
+each wrap them in a transaction), so a note saved while approving commits with the approval.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import combinations
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consultant.drafting.models import KnowledgeNote
+from consultant.drafting.questions import find_codes, normalise_code
+from consultant.models import utcnow
+
+MAX_NOTE_CHARS = 4000
+
+
+class NoteError(ValueError):
+    """The note cannot be saved or removed; the message says why."""
+
+
+def subject_key(code_or_pair: str | list[str] | tuple[str, ...]) -> str:
+    """"20610", "J1885", "E11.22", or a pair "20610+99214" (codes sorted), from what a person
+    typed ("99214 / 20610", "20610,99214", ["99214", "20610"])."""
+    items = (list(code_or_pair) if isinstance(code_or_pair, list | tuple)
+             else [x for x in re.split(r"[\s,/+&]+|\band\b|\bwith\b", code_or_pair) if x])
+    codes = [normalise_code(x) for x in items if x.strip()]
+    if not codes or len(codes) > 2:
+        raise NoteError(f"a note is on one code or one pair of codes, not {code_or_pair!r}")
+    for code in codes:
+        if find_codes(code) != [code]:
+            raise NoteError(f"{code!r} is not a CPT, HCPCS or ICD-10-CM code")
+    if len(codes) == 2 and codes[0] == codes[1]:
+        raise NoteError("a pair needs two different codes")
+    return "+".join(sorted(codes))
+
+
+def add_note(session: Session, code_or_pair: str | list[str] | tuple[str, ...], text: str,
+             author: str, *, case_id: int | None = None) -> KnowledgeNote:
+    """Save a note on a code or pair; returns the new row (flushed, so it has an id)."""
+    body = text.strip()
+    if not body:
+        raise NoteError("the note is empty")
+    if len(body) > MAX_NOTE_CHARS:
+        raise NoteError(f"the note is {len(body)} characters; at most {MAX_NOTE_CHARS}")
+    if not author.strip():
+        raise NoteError("a note needs an author")
+    note = KnowledgeNote(subject=subject_key(code_or_pair), text=body, author=author.strip(),
+                         case_id=case_id)
+    session.add(note)
+    session.flush()
+    return note
+
+
+def list_notes(session: Session, code_or_pair: str | None = None, *,
+               include_removed: bool = False) -> list[KnowledgeNote]:
+    """Notes, newest first; with ``code_or_pair``, those on exactly that code or pair, plus
+    (for a single code) the pairs it belongs to."""
+    query = select(KnowledgeNote).order_by(KnowledgeNote.created_at.desc(), KnowledgeNote.id.desc())
+    if not include_removed:
+        query = query.where(KnowledgeNote.removed_at.is_(None))
+    rows = list(session.scalars(query))
+    if code_or_pair is None:
+        return rows
+    key = subject_key(code_or_pair)
+    if "+" in key:
+        return [n for n in rows if n.subject == key]
+    return [n for n in rows if key in n.subject.split("+")]
+
+
+def remove_note(session: Session, note_id: int, by: str) -> KnowledgeNote:
+    """Mark a note removed (kept for history); raises NoteError if there is no such note."""
+    note = session.get(KnowledgeNote, note_id)
+    if note is None or note.removed_at is not None:
+        raise NoteError(f"no note {note_id}")
+    note.removed_at = utcnow()
+    note.removed_by = by
+    session.flush()
+    return note
+
+
+def notes_for(session: Session, codes: list[str]) -> list[dict[str, Any]]:
+    """The live notes that apply to a question about ``codes``: on any of the codes, or on a pair
+    of them.  Oldest first, as they read best in a draft."""
+    keys = set(codes)
+    keys |= {"+".join(sorted(p)) for p in combinations(dict.fromkeys(codes), 2)}
+    if not keys:
+        return []
+    rows = session.scalars(select(KnowledgeNote).where(KnowledgeNote.subject.in_(sorted(keys)),
+                                                       KnowledgeNote.removed_at.is_(None))
+                           .order_by(KnowledgeNote.created_at, KnowledgeNote.id))
+    return [as_dict(n) for n in rows]
+
+
+def as_dict(note: KnowledgeNote) -> dict[str, Any]:
+    return {"id": note.id, "subject": note.subject, "text": note.text, "author": note.author,
+            "date": note.created_at.date().isoformat() if note.created_at else "",
+            "case_id": note.case_id,
+            "removed": note.removed_at is not None}
