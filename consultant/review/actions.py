@@ -190,6 +190,22 @@ def assign(factory: sessionmaker[Session], case_id: int, *, to: str | None, by: 
                                detail={"from": previous, "to": to}))
 
 
+def add_note(factory: sessionmaker[Session], case_id: int, code_or_pair: str, text: str, *,
+             by: str) -> int:
+    """Save a knowledge note (consultant.drafting.notes) learned on this case; returns its id."""
+    from consultant.drafting import notes
+
+    with transaction(factory) as session:
+        case = _load_case(session, case_id)
+        try:
+            note = notes.add_note(session, code_or_pair, text, by, case_id=case.id)
+        except notes.NoteError as exc:
+            raise ActionError(str(exc)) from exc
+        session.add(AuditEvent(case_id=case.id, actor=by, action="note_added",
+                               detail={"note_id": note.id, "subject": note.subject}))
+        return note.id
+
+
 def reject(factory: sessionmaker[Session], case_id: int, *, reason: str, by: str) -> None:
     if not reason.strip():
         raise ActionError("a reason is required to reject a case")

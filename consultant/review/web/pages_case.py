@@ -71,19 +71,16 @@ def case_page(request: Request, case_id: int) -> Response:
     with console.factory() as session:
         case = _load(console, session, case_id)
         data = case_json(session, console.settings, case)
-        related_notes: list[Any] = []
-        if notes is not None and hasattr(notes, "list_notes"):
-            try:
-                related_notes = list(notes.list_notes(session, codes=[c.get("code") for c in data["codes"]]))
-            except TypeError:
-                related_notes = list(notes.list_notes(session))
+        codes = [str(c["code"]) for c in data["codes"] if c.get("code")]
+        related_notes = notes.notes_for(session, codes) if notes is not None and codes else []
         return console.render(request, "case.html", {
             "user": user, "case": case, "data": data, "thread": mailview.thread(case),
             "flags": queries.case_flags(case), "audit": queries.audit_for(session, case.id),
             "rule_descriptions": RULE_DESCRIPTIONS,
             "editable": case.status in (AWAITING_REVIEW, NEEDS_INFO),
             "next_case": _next_case_id(session, case), "notes_enabled": notes is not None,
-            "notes": related_notes[:20], "drafts": list(reversed(case.drafts))})
+            "notes": related_notes[:20], "note_subject": "+".join(codes[:2]),
+            "drafts": list(reversed(case.drafts))})
 
 
 def _text(form: Any, name: str = "text") -> str:
@@ -174,16 +171,8 @@ async def add_note(request: Request, case_id: int) -> Response:
     console = console_of(request)
     form = await console.checked_form(request)
     user = console.require_user(request)
-    notes = notes_module()
-    if notes is None:
+    if notes_module() is None:
         raise HTTPException(status_code=503, detail="knowledge notes are not available yet")
-    text = _text(form).strip()
-    if not text:
-        return console.redirect(f"/cases/{case_id}", "The note is empty.", "error")
-    codes = [c.strip().upper() for c in _text(form, "codes").replace(",", " ").split() if c.strip()]
-    with console.factory() as session:
-        case = _load(console, session, case_id)
-        if not codes:
-            codes = [str(c.get("code")) for c in case.codes or [] if c.get("code")]
-    notes.add_note(console.factory, text=text, codes=codes, by=user.email, case_id=case_id)
-    return console.redirect(f"/cases/{case_id}", "Knowledge note added.")
+    text, subject = _text(form), _text(form, "subject")
+    return _run(console, case_id, f"Knowledge note on {subject.strip()} saved.",
+                lambda: actions.add_note(console.factory, case_id, subject, text, by=user.email))
