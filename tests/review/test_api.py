@@ -1,0 +1,112 @@
+"""The REST API: bearer tokens, JSON errors, cases, requesters, codes, OpenAPI."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from consultant.models import Case
+from consultant.review import auth
+from consultant.review.models import ApiToken
+from tests.review.conftest import ADMIN, CONSULTANT
+
+
+@pytest.fixture
+def api(console):  # type: ignore[no-untyped-def]
+    client = console.client()
+    token = auth.mint_token(console.factory, CONSULTANT, "tests")
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+def test_requests_without_a_valid_token_get_json_401(console):
+    client = console.client()
+    for headers in ({}, {"Authorization": "Bearer cc_not-a-token"}, {"Authorization": "Basic eDp5"}):
+        response = client.get("/api/v1/cases", headers=headers)
+        assert response.status_code == 401
+        assert response.json() == {"error": "a valid bearer token is required"}
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_session_cookie_is_not_an_api_credential(console):
+    browser = console.logged_in()
+    assert browser.get("/api/v1/cases").status_code == 401
+
+
+def test_only_a_digest_of_the_token_is_stored(console):
+    token = auth.mint_token(console.factory, CONSULTANT)
+    with console.factory() as session:
+        row = session.execute(select(ApiToken)).scalar_one()
+        assert token not in (row.token_hash, row.prefix) and len(row.token_hash) == 64
+    assert auth.revoke_tokens(console.factory, CONSULTANT) == 1
+    client = console.client()
+    assert client.get("/api/v1/cases", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_list_show_approve_reject(console, api):
+    first = console.case(sender="one@clinic.test")
+    second = console.case(sender="two@clinic.test", subject="Second")
+    listed = api.get("/api/v1/cases", params={"status": "awaiting_review"}).json()
+    assert [c["id"] for c in listed] == [first, second]
+    shown = api.get(f"/api/v1/cases/{first}").json()
+    assert shown["requester"] == "one@clinic.test" and shown["draft"]["author"] == "machine"
+    assert shown["mails"][0]["disposition"] == "case"
+
+    approved = api.post(f"/api/v1/cases/{first}/approve", json={"text": "Yes, both are billable."})
+    assert approved.status_code == 200 and approved.json()["outbox_ids"] == console.dispatched[0].outbox_ids
+    conflict = api.post(f"/api/v1/cases/{first}/approve", json={})
+    assert conflict.status_code == 409 and "approved" in conflict.json()["error"]
+
+    assert api.post(f"/api/v1/cases/{second}/reject", json={}).status_code == 422
+    rejected = api.post(f"/api/v1/cases/{second}/reject", json={"reason": "spam"})
+    assert rejected.json() == {"id": second, "status": "rejected"}
+    with console.factory() as session:
+        assert session.get(Case, first).status == "approved"
+        assert session.get(Case, second).reject_reason == "spam"
+
+    assert api.get("/api/v1/cases/424242").json() == {"error": "case 424242 does not exist"}
+    assert api.get("/api/v1/cases", params={"status": "bogus"}).status_code == 422
+
+
+def test_requesters_show_and_plan_changes_need_admin(console, api):
+    console.case(sender="req@clinic.test")
+    shown = api.get("/api/v1/requesters/req@clinic.test").json()
+    assert shown == {"email": "req@clinic.test", "plan": "guest", "answers_used": 0,
+                     "answers_remaining": 1, "answers_allowed": 1}
+    assert api.get("/api/v1/requesters/nobody@clinic.test").status_code == 404
+    refused = api.put("/api/v1/requesters/req@clinic.test/plan", json={"plan": "registered"})
+    assert refused.status_code == 403 and refused.json() == {"error": "admin role required"}
+
+    admin = console.client()
+    admin.headers["Authorization"] = "Bearer " + auth.mint_token(console.factory, ADMIN)
+    changed = admin.put("/api/v1/requesters/req@clinic.test/plan", json={"plan": "registered"})
+    assert changed.status_code == 200 and changed.json()["answers_remaining"] == 6
+    bad = admin.put("/api/v1/requesters/req@clinic.test/plan", json={"plan": "platinum"})
+    assert bad.status_code == 422 and "unknown plan" in bad.json()["error"]
+
+
+def test_codes_answer_503_until_the_knowledge_base_offers_them(console, api, monkeypatch):
+    import consultant.codes.api as codes_api
+
+    monkeypatch.delattr(codes_api, "lookup", raising=False)
+    monkeypatch.delattr(codes_api, "search", raising=False)
+    assert api.get("/api/v1/codes/99214").status_code == 503
+    assert api.get("/api/v1/codes/search", params={"q": "office visit"}).json() == {
+        "error": "code search is not available yet"}
+
+    monkeypatch.setattr(codes_api, "lookup", lambda session, code: {"system": "CPT", "code": code}
+                        if code == "99214" else None, raising=False)
+    monkeypatch.setattr(codes_api, "search", lambda session, q, limit=20: [{"code": "99214"}],
+                        raising=False)
+    assert api.get("/api/v1/codes/99214").json() == {"system": "CPT", "code": "99214"}
+    assert api.get("/api/v1/codes/00000").status_code == 404
+    assert api.get("/api/v1/codes/search", params={"q": "office visit"}).json() == [{"code": "99214"}]
+
+
+def test_openapi_describes_the_api(console):
+    spec = console.client().get("/api/v1/openapi.json").json()
+    assert spec["info"]["title"] == "CaseConsultant API"
+    for path in ("/cases", "/cases/{case_id}", "/cases/{case_id}/approve", "/cases/{case_id}/reject",
+                 "/requesters/{email}", "/requesters/{email}/plan", "/codes/{code}", "/codes/search"):
+        assert path in spec["paths"], path
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
