@@ -8,6 +8,7 @@ nothing.  Work that must happen *after* commit (enqueueing a send, re-drafting) 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.db import transaction
-from consultant.drafting.draft import DRAFT_FLAGS, make_draft
+from consultant.drafting.draft import DRAFT_FLAGS, DraftResult, make_draft
 from consultant.drafting.templating import render_pair
 from consultant.mail.body import new_text
 from consultant.mail.parse import MailParseError, MailView, parse_mail
@@ -38,6 +39,7 @@ from consultant.outbox.compose import BadAddress, build_message, new_message_id,
 from consultant.quota import ledger
 from consultant.settings import Settings
 
+log = logging.getLogger(__name__)
 _CASE_TAG = re.compile(r"\[CC-(\d+)\]")
 OPEN_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO)
 # A follow-up to a case in one of these states is drafted again.
@@ -211,8 +213,14 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
         _maybe_notify_over_quota(session, settings, case, quota, effects)
         return
     question = case_question(session, case)
-    result = make_draft(session, settings, question=question, subject=case.subject,
-                        requester_name=case.requester.name)
+    try:
+        # A savepoint: a drafting bug must not lose the case (or the mail) with it.
+        with session.begin_nested():
+            result = make_draft(session, settings, question=question, subject=case.subject,
+                                requester_name=case.requester.name)
+    except Exception as exc:  # noqa: BLE001 - the consultant writes this one by hand
+        log.exception("automatic drafting failed for case %s", case.id)
+        result = _fallback_draft(exc)
     version = (session.execute(select(func.max(Draft.version)).where(Draft.case_id == case.id))
                .scalar() or 0) + 1
     session.add(Draft(case_id=case.id, version=version, template=result.template,
@@ -229,6 +237,13 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
     case.drafted_at = utcnow()
     session.add(AuditEvent(case_id=case.id, actor="system", action="drafted",
                            detail={"version": version, "template": result.template}))
+
+
+def _fallback_draft(exc: Exception) -> DraftResult:
+    text = ("[Automatic drafting failed for this case; please write the answer by hand.]\n"
+            f"[Error: {type(exc).__name__}: {exc}]\n")
+    return DraftResult(template="manual", kind="answer", text=text, html="",
+                       rule_hits=["draft_failed"])
 
 
 def _maybe_notify_over_quota(session: Session, settings: Settings, case: Case,
