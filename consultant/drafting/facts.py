@@ -123,6 +123,7 @@ def _code_facts(session: Session, pf: PartFacts, code: str, on: date | None) -> 
             items = cf.notes.get(key) or []
             if items:
                 shown = "; ".join(items[:4]) + ("; …" if len(items) > 4 else "")
+                shown = re.sub(r":\s*;\s*|:\s*\n\s*", ": ", shown).replace("\n", "; ")
                 pf.add("icd_note", [code], f"{code} {label}: {shown}", cf.source, note=key)
 
 

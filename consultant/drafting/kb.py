@@ -340,13 +340,46 @@ def aoc_for(session: Session, addon: str, on: date | None = None) -> AocFact | N
 
 
 def search(session: Session, text: str, system: str | None = None, limit: int = 5) -> list[dict[str, Any]]:
-    """Candidate codes for a description, through the codes API (empty when it has none)."""
+    """Candidate codes for a description: the codes API's search, else the codes package's
+    ranked full-text search over the current releases.  CPT hits carry no text (AMA)."""
     fn = getattr(codes_api, "search", None)
-    if fn is None:
-        return []
     try:
-        hits = fn(session, text, system=system, limit=limit)
+        hits = fn(session, text, system=system, limit=limit) if fn else _search_releases(
+            session, text, system, limit)
     except Exception:  # noqa: BLE001 - a failed search leaves the question for the consultant
         log.warning("code search for %r failed", text, exc_info=True)
         return []
-    return [dict(h) for h in hits or []]
+    out = []
+    for hit in hits or []:
+        h = dict(hit)
+        if h.get("system") == "CPT":
+            h.pop("description", None)
+            h.pop("matched", None)
+        out.append(h)
+    return out
+
+
+_SEARCH_KINDS = {"ICD-10-CM": "icd10cm-xml", "HCPCS": "hcpcs"}
+
+
+def _search_releases(session: Session, text: str, system: str | None, limit: int) -> list[dict[str, Any]]:
+    from consultant.codes import search as fts
+
+    releases = {name: current_release(session, kind) for name, kind in _SEARCH_KINDS.items()
+                if system in (None, name)}
+    ids = {r.id: name for name, r in releases.items() if r is not None}
+    if not ids:
+        return []
+    ranked = fts.rank(text, fts.candidates(session, text, ids, system), limit)
+    labels = {name: r.name for name, r in releases.items() if r is not None}
+    hcpcs = releases.get("HCPCS")
+    for hit in ranked:
+        hit["source"] = labels.get(str(hit["system"]), "")
+        if hit["system"] == "HCPCS" and hcpcs is not None:
+            described = _hcpcs(session, str(hit["code"]), None)
+            hit["description"] = described.descriptor
+        elif hit["system"] == "ICD-10-CM":
+            found = _icd_from_table(session, str(hit["code"]))
+            if found:
+                hit["description"] = found[0]
+    return ranked

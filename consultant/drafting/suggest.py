@@ -22,6 +22,8 @@ from consultant.drafting.questions import (
 )
 
 PROMPT_PREFIX = "[Consultant:"
+_RELATION_NAME = {"excludes1": "Excludes1 note", "excludes2": "Excludes2 note",
+                  "code_first": "code-first note", "use_additional": "use-additional-code note"}
 
 
 def prompt(text: str) -> str:
@@ -176,22 +178,28 @@ def _drug_units(pf: PartFacts, ctx: MailContext) -> list[str]:
 
 def _diagnosis(pf: PartFacts, ctx: MailContext) -> list[str]:
     lines = []
+    pairs: dict[frozenset[str], list[dict]] = {}
     for f in pf.facts:
-        if f["kind"] != "icd_relation":
-            continue
-        if f["relation"] == "excludes1":
-            lines.append(f"{f['at']} and {f['other']} are not reported together: {f['at']} has an "
-                         f"Excludes1 note covering {f['other']} ({f['source']}). "
+        if f["kind"] == "icd_relation":
+            pairs.setdefault(frozenset((f["at"], f["other"])), []).append(f)
+    for rels in pairs.values():
+        src = rels[0]["source"]
+        where = " and ".join(f"{_RELATION_NAME[r['relation']]} at {r['at']}" for r in rels)
+        kinds = {r["relation"] for r in rels}
+        if "excludes1" in kinds:
+            a, b = rels[0]["at"], rels[0]["other"]
+            lines.append(f"{a} and {b} are not reported together ({where}; {src}). "
                          + prompt("check whether the note's exception (unrelated conditions) applies."))
-        elif f["relation"] == "code_first":
-            lines.append(f"Sequence {f['other']} first, then {f['at']}: {f['at']} has a code-first "
-                         f"note covering {f['other']} ({f['source']}).")
-        elif f["relation"] == "use_additional":
-            lines.append(f"Sequence {f['at']} first and add {f['other']}: {f['at']} has a "
-                         f"use-additional-code note covering {f['other']} ({f['source']}).")
-        elif f["relation"] == "excludes2":
-            lines.append(f"{f['at']} and {f['other']} may both be reported when both conditions are "
-                         f"present (Excludes2 at {f['at']}, {f['source']}).")
+            continue
+        first = next((r["other"] if r["relation"] == "code_first" else r["at"]
+                      for r in rels if r["relation"] in ("code_first", "use_additional")), None)
+        if first is not None:
+            second = next(c for r in rels for c in (r["at"], r["other"]) if c != first)
+            lines.append(f"Sequence {first} first, then {second} ({where}; {src}).")
+        else:
+            a, b = rels[0]["at"], rels[0]["other"]
+            lines.append(f"{a} and {b} may both be reported when both conditions are present "
+                         f"({where}; {src}).")
     for code, cf in pf.codes.items():
         if cf.system == "ICD-10-CM" and cf.found and cf.billable is False:
             lines.append(f"{code} is not billable: " + prompt("give the more specific code the "

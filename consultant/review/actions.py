@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.db import transaction
+from consultant.drafting import approval
 from consultant.drafting.templating import render_html, render_text
 from consultant.mail.parse import message_ids_in
 from consultant.models import (
@@ -131,10 +132,11 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
                               f"({quota.answers_used} used); case {case_id} is held. Give more "
                               "quota with `requesters add EMAIL --plan ...`.")
         remaining_after = quota.answers_remaining - (1 if charges else 0)
-        body = draft.text.rstrip() + "\n"
+        # The suggested-answer marker lines are for the consultant, not the requester.
+        body = approval.final_text(draft.text)
+        signer, credential = approval.signature(session, settings, by)
         footer_ctx = {
-            "consultant_name": settings.service.consultant_name or (by if by != "cli" else ""),
-            "consultant_credential": settings.service.consultant_credential,
+            "consultant_name": signer, "consultant_credential": credential, "charged": charges,
             "service_name": settings.service.name, "plan": quota.plan,
             "remaining": remaining_after, "as_of": date.today().isoformat(),
             "releases": list(case.facts.get("releases", [])) if case.facts else [],
@@ -166,7 +168,8 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
                                    detail={"version": draft.version, "outbox_id": out.id}))
         session.add(AuditEvent(case_id=case.id, actor=by, action="approved",
                                detail={"version": draft.version, "outbox_id": out.id,
-                                       "message_id": message_id, "kind": draft.kind}))
+                                       "message_id": message_id, "kind": draft.kind,
+                                       "machine_diff": approval.machine_diff(case, body)}))
         effects.outbox_ids.append(out.id)
     return effects
 
