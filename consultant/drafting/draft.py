@@ -131,11 +131,11 @@ def final_text(draft_text: str) -> str:
 
 
 def _subject_is_question(subject: str, question: str) -> bool:
-    # "Re: [CC-12] ..." subjects repeat the first mail; only read a subject that adds a code or
-    # a question the body does not already contain.
+    """Read the subject as a question only when the body asks none ("Units for J1885?" above
+    "We gave 60 mg today."); "Re:" subjects repeat the first mail and are never read."""
     if not subject or re.match(r"^\s*(re|aw|sv|fw|fwd)\s*:", subject, re.I):
         return False
-    return subject.strip().endswith("?") and subject.strip() not in question
+    return subject.strip().endswith("?") and "?" not in question
 
 
 def _merge_analysis_context(ctx: MailContext, found: dict[str, Any]) -> None:
@@ -212,8 +212,8 @@ def _context_json(ctx: MailContext, api_context: dict[str, Any]) -> dict[str, An
         "date_of_service": ctx.date_of_service.isoformat() if ctx.date_of_service else None,
         "payer": ctx.payer,
         "setting": ctx.setting,
-        "container_mg": ctx.vial_mg,
-        "discarded_mg": ctx.wasted,
+        "container": list(ctx.container) if ctx.container else None,
+        "discarded": list(ctx.wasted) if ctx.wasted else None,
         "no_waste": ctx.no_waste,
     })
     return out

@@ -197,7 +197,7 @@ def _unit_facts(pf: PartFacts, ctx: MailContext) -> None:
             continue
         dose = doses[min(i, len(doses) - 1)]
         calc = units.units_for(code, cf.descriptor or "", dose.amount, dose.unit, source=cf.source,
-                               mue=pf.mue.get(code), container=ctx.vial_mg, discarded=ctx.wasted,
+                               mue=pf.mue.get(code), container=ctx.container, discarded=ctx.wasted,
                                no_waste=ctx.no_waste)
         if calc is None:
             pf.add("units", [code], f"{code}: the dose ({dose.text}) cannot be converted to the "

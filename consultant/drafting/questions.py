@@ -94,8 +94,9 @@ class MailContext:
     dos_text: str = ""
     payer: str | None = None
     setting: str | None = None
-    vial_mg: float | None = None
-    wasted: float | None = None
+    # Amounts as (number, unit), unit one of mg, mcg, g, units.
+    container: tuple[float, str] | None = None
+    wasted: tuple[float, str] | None = None
     no_waste: bool = False
 
 
@@ -239,17 +240,17 @@ def mail_context(text: str) -> MailContext:
         ctx.setting = "practitioner"
     m = _VIAL.search(text) or _VIAL_OF.search(text)
     if m:
-        ctx.vial_mg = _in_mg(float(m.group(1)), m.group(2))
+        ctx.container = (float(m.group(1)), _amount_unit(m.group(2)))
     w = _WASTE.search(text)
     if w:
-        ctx.wasted = _in_mg(float(w.group(1)), w.group(2))
+        ctx.wasted = (float(w.group(1)), _amount_unit(w.group(2)))
     ctx.no_waste = bool(_NO_WASTE.search(text)) and ctx.wasted is None
     return ctx
 
 
-def _in_mg(amount: float, unit: str) -> float:
+def _amount_unit(unit: str) -> str:
     unit = unit.lower()
-    return amount * 1000 if unit == "g" else amount / 1000 if unit == "mcg" else amount
+    return "units" if unit.startswith("unit") else unit
 
 
 # --- splitting into parts -------------------------------------------------------------------
@@ -267,7 +268,13 @@ def _clean(text: str) -> str:
     m = _SIGNOFF.search(text)
     if m and m.start() > 0:
         text = text[:m.start()]
-    return text.strip()
+    lines = text.strip().split("\n")
+    # A trailing signature ("Sam Okafor" / "Summit Pain Management"): short lines without
+    # digits or sentence punctuation after the last real sentence.
+    while lines and (not lines[-1].strip() or (
+            len(lines[-1].split()) <= 6 and not re.search(r"\d|[.?!]\s*$", lines[-1]))):
+        lines.pop()
+    return "\n".join(lines).strip()
 
 
 def split_parts(text: str) -> tuple[str, list[str]]:
@@ -370,8 +377,14 @@ def rule_units_mue(part: Part) -> bool:
     return bool(_procedures(part)) and bool(_UNITS_Q.search(part.text))
 
 
+_SEQUENCING = re.compile(r"\b(sequenc\w*|first|primary|principal|secondary|together|both|order|"
+                        r"code first|use additional|excludes)\b", re.I)
+
+
 def rule_diagnosis(part: Part) -> bool:
     icd = [c for c in part.codes if code_system(c) == "ICD-10-CM"]
+    if len(icd) == 1 and _DEF_Q.search(part.text) and not _SEQUENCING.search(part.text):
+        return False  # "What is M17.11, is it billable?" asks about the code itself
     return (bool(icd) and (len(icd) >= 2 or bool(_DIAG_Q.search(part.text)))) or (
         not part.codes and bool(re.search(r"\b(sequenc|first[- ]listed|principal diagnosis|code first)", part.text, re.I)))
 

@@ -148,6 +148,14 @@ def _units_mue(pf: PartFacts, ctx: MailContext) -> list[str]:
 def _drug_units(pf: PartFacts, ctx: MailContext) -> list[str]:
     lines = []
     for calc in pf.calcs:
+        cf = pf.codes.get(calc.code)
+        if cf is not None and cf.billable is False:
+            lines.append(f"{calc.code} was terminated on "
+                         f"{cf.terminated.isoformat() if cf.terminated else '?'} ({cf.source}) and is "
+                         f"not valid for this date of service; at its billing unit the dose would be "
+                         f"{calc.units} unit{'s' if calc.units != 1 else ''} ({calc.formula}). "
+                         + prompt("give the code in force on the date of service and its units."))
+            continue
         line = (f"Report {calc.units} unit{'s' if calc.units != 1 else ''} of {calc.code} "
                 f"({calc.formula}).")
         if calc.modifier == "JW":
@@ -169,7 +177,7 @@ def _drug_units(pf: PartFacts, ctx: MailContext) -> list[str]:
         if f["kind"] == "units" and f.get("units") is None:
             lines.append(prompt(f"{f['text']}."))
     for code, cf in pf.codes.items():
-        if cf.system == "HCPCS" and cf.billable is False:
+        if cf.system == "HCPCS" and cf.billable is False and not any(c.code == code for c in pf.calcs):
             lines.append(f"{code} was terminated on {cf.terminated.isoformat() if cf.terminated else '?'} "
                          f"({cf.source}) and is not valid for this date of service. "
                          + prompt("give the current code."))

@@ -86,9 +86,9 @@ def _convert(amount: float, unit: str, to: str) -> float | None:
 
 
 def units_for(code: str, descriptor: str, dose: float, dose_unit: str, *, source: str,
-              mue: MueFact | None = None, container: float | None = None,
-              discarded: float | None = None, no_waste: bool = False) -> UnitCalc | None:
-    """Work out the units of ``code`` for ``dose`` (amounts of ``container``/``discarded`` in mg).
+              mue: MueFact | None = None, container: tuple[float, str] | None = None,
+              discarded: tuple[float, str] | None = None, no_waste: bool = False) -> UnitCalc | None:
+    """Work out the units of ``code`` for ``dose``; ``container``/``discarded`` are (amount, unit).
 
     Returns None when the descriptor has no billing unit or the dose cannot be converted to it
     (e.g. a dose in ml for a per-mg code): that needs the consultant.
@@ -117,22 +117,25 @@ def units_for(code: str, descriptor: str, dose: float, dose_unit: str, *, source
         calc.steps.append(f"{shown_dose} ÷ {per} = {_fmt(round(exact, 3))}, rounded up to "
                           f"{units} unit{'s' if units != 1 else ''} of {code} "
                           "(a partial billing unit is billed as a whole unit)")
-    total_mg = None
-    if discarded is not None and bu.unit in _MASS_TO_MG:
-        dose_mg = _convert(dose, calc.dose_unit, "mg")
-        if dose_mg is not None:
-            total_mg = dose_mg + discarded
-    elif container is not None and bu.unit in _MASS_TO_MG:
-        total_mg = container
-    if total_mg is not None:
-        total_units = math.ceil(round((_convert(total_mg, "mg", bu.unit) or 0) / bu.amount, 6))
+    total = None  # administered + discarded, in the billing unit's measure
+    if discarded is not None:
+        wasted = _convert(discarded[0], _unit_name(discarded[1]), bu.unit)
+        if wasted is not None:
+            total = amount + wasted
+    elif container is not None:
+        total = _convert(container[0], _unit_name(container[1]), bu.unit)
+    if total is not None:
+        total_units = math.ceil(round(total / bu.amount, 6))
         jw = total_units - units
         if jw > 0:
             calc.jw_units, calc.modifier = jw, "JW"
             calc.steps.append(
-                f"Container {_fmt(total_mg)} mg = {total_units} units; {total_units} − {units} "
-                f"administered = {jw} unit{'s' if jw != 1 else ''} discarded, on a separate line "
-                f"with JW")
+                f"Administered + discarded = {_fmt(total)} {bu.unit}"
+                + ("" if bu.amount == 1 and bu.unit == "units" else f" = {total_units} units")
+                + "; "
+                f"
+                f"{total_units} − {units} administered = {jw} unit{'s' if jw != 1 else ''} "
+                f"discarded, reported on a separate line with JW")
         else:
             calc.modifier = "JZ"
             calc.steps.append("Nothing left to discard: JZ on the administered line")
