@@ -129,13 +129,11 @@ def units_for(code: str, descriptor: str, dose: float, dose_unit: str, *, source
         jw = total_units - units
         if jw > 0:
             calc.jw_units, calc.modifier = jw, "JW"
+            size = "" if bu.amount == 1 and bu.unit == "units" else f" = {total_units} units"
             calc.steps.append(
-                f"Administered + discarded = {_fmt(total)} {bu.unit}"
-                + ("" if bu.amount == 1 and bu.unit == "units" else f" = {total_units} units")
-                + "; "
-                f"
-                f"{total_units} − {units} administered = {jw} unit{'s' if jw != 1 else ''} "
-                f"discarded, reported on a separate line with JW")
+                f"Administered + discarded = {_fmt(total)} {bu.unit}{size}; {total_units} − {units} "
+                f"administered = {jw} unit{'s' if jw != 1 else ''} discarded, reported on a "
+                "separate line with JW")
         else:
             calc.modifier = "JZ"
             calc.steps.append("Nothing left to discard: JZ on the administered line")
