@@ -204,8 +204,8 @@ def _unit_facts(pf: PartFacts, ctx: MailContext) -> None:
                    f"billing unit in the descriptor; check the package insert", cf.source, units=None)
             continue
         pf.calcs.append(calc)
-        sources = ", ".join(dict.fromkeys(s for s in (cf.source, calc.mue.source if calc.mue else "") if s))
-        pf.add("units", [code], f"Units of {code}, step by step:", sources, steps=calc.steps,
+        # The MUE step names its own release; the MUE fact above cites it too.
+        pf.add("units", [code], f"Units of {code}, step by step:", cf.source, steps=calc.steps,
                units=calc.units,
                jw_units=calc.jw_units, modifier=calc.modifier, over_mue=calc.over_mue,
                billing_unit=calc.billing.label())

@@ -145,5 +145,5 @@ def units_for(code: str, descriptor: str, dose: float, dose_unit: str, *, source
         calc.over_mue = reported > mue.value
         verdict = "above" if calc.over_mue else "within"
         calc.steps.append(f"{reported} unit{'s' if reported != 1 else ''} reported is {verdict} "
-                          f"the MUE of {mue.value} (MAI {mue.mai})")
+                          f"the MUE of {mue.value} (MAI {mue.mai}; {mue.source})")
     return calc
