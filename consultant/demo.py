@@ -51,9 +51,16 @@ def _wait(rt: Runtime, predicate, timeout: float, what: str):  # type: ignore[no
 
 def run_demo(base: Settings, root: Path = Path("var/demo")) -> int:
     from consultant.review.actions import approve
-    from consultant.services import Sweeper, WorkerThread, start_smtpd, wait_forever
+    from consultant.services import (
+        Sweeper,
+        WorkerThread,
+        start_smtpd,
+        stop_requested,
+        wait_forever,
+    )
     from workers.tasks import dispatch
 
+    done = stop_requested()
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -134,4 +141,4 @@ and in another terminal (same directory):
   caseconsultant cases approve ID
 
 Answers appear as files in {settings.smtp_out.maildir}/new. Ctrl-C to stop.""", flush=True)
-    return wait_forever([worker.stop, controller.stop, sweeper.stop])
+    return wait_forever([worker.stop, controller.stop, sweeper.stop], done)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from consultant.runtime import Runtime
-from consultant.settings import Settings
+from consultant.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 30.0
@@ -119,8 +118,8 @@ def start_smtpd(rt: Runtime) -> Any:
     return start_listener(handler, s.smtp_in.host, s.smtp_in.port)
 
 
-def wait_forever(stops: list[Callable[[], None]]) -> int:
-    """Block until SIGINT/SIGTERM, then stop components in reverse order."""
+def stop_requested() -> threading.Event:
+    """An event set by SIGINT/SIGTERM (installed now, so an early Ctrl-C is not lost)."""
     done = threading.Event()
 
     def _stop(signum: int, frame: Any) -> None:
@@ -128,6 +127,12 @@ def wait_forever(stops: list[Callable[[], None]]) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    return done
+
+
+def wait_forever(stops: list[Callable[[], None]], done: threading.Event | None = None) -> int:
+    """Block until SIGINT/SIGTERM, then stop components in reverse order."""
+    done = done or stop_requested()
     while not done.wait(0.5):
         pass
     print("stopping…", flush=True)
@@ -151,10 +156,11 @@ def run_command(name: str, settings: Settings) -> int:
         configure(settings)
         app.worker_main(["worker", "--loglevel=INFO", "-Q", "caseconsultant"])
         return 0
+    done = stop_requested()
     stops: list[Callable[[], None]] = []
     if name == "poll":
         if not settings.imap.enabled:
-            raise SystemExit("caseconsultant: error: no [imap] host configured")
+            raise ConfigError("`poll` needs an [imap] host (or CASECONSULTANT_IMAP__HOST)")
         stops.append(PollerThread(rt).start().stop)
     elif name == "smtpd":
         controller = start_smtpd(rt)
@@ -182,5 +188,4 @@ def run_command(name: str, settings: Settings) -> int:
               + ", worker, sweeper. Ctrl-C to stop.", flush=True)
     else:
         raise ValueError(name)
-    time.sleep(0)
-    return wait_forever(stops)
+    return wait_forever(stops, done)
