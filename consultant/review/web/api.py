@@ -10,7 +10,7 @@ which is why these endpoints need no CSRF token.  Every error is JSON: ``{"error
 # (User, Admin) defined inside create_api, which string annotations would hide from it.
 import dataclasses
 import importlib
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +33,9 @@ bearer = HTTPBearer(auto_error=False, description="API token: `caseconsultant us
 class ApproveBody(BaseModel):
     text: str | None = Field(None, description="final answer text; default: the latest draft",
                              max_length=100_000)
+    kind: Literal["answer", "needs_info"] | None = Field(
+        None, description="send as an answer (charges quota) or a clarifying question; "
+                          "default: the kind of the latest draft")
 
 
 class RejectBody(BaseModel):
@@ -114,17 +117,20 @@ def create_api(console: Console) -> FastAPI:
     @api.post("/cases/{case_id}/approve", summary="Approve the draft (or `text`) and queue it")
     def approve_case(case_id: int, user: User, body: ApproveBody | None = None) -> dict[str, Any]:
         text = body.text if body else None
+        kind = body.kind if body else None
         if text is not None and not text.strip():
             raise HTTPException(status_code=422, detail="refusing to approve an empty answer")
         with console.factory() as session:
             _case(session, case_id)
         try:
             effects = actions.approve(console.factory, console.settings, case_id, text=text,
-                                      by=user.email)
+                                      by=user.email, kind=kind)
         except actions.ActionError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         console.dispatch(effects)
-        return {"id": case_id, "status": "approved", "outbox_ids": effects.outbox_ids}
+        with console.factory() as session:
+            status = _case(session, case_id).status
+        return {"id": case_id, "status": status, "outbox_ids": effects.outbox_ids}
 
     @api.post("/cases/{case_id}/reject", summary="Reject a case (nothing is sent or charged)")
     def reject_case(case_id: int, body: RejectBody,

@@ -35,6 +35,21 @@ RULE_DESCRIPTIONS = {rule.name: rule.description for rule, _ in CHAIN} | {
 }
 
 
+def describe_rule(hit: str) -> str:
+    """A sentence for a recorded rule hit (drafting records ``family:name`` hits)."""
+    if hit in RULE_DESCRIPTIONS:
+        return RULE_DESCRIPTIONS[hit]
+    if hit == "phi_suspected":
+        return "the mail seems to contain patient identifiers (the reply redacts them)"
+    if hit.startswith("phi_"):
+        return f"possible patient identifier: {hit[4:].replace('_', ' ')}"
+    family, _, name = hit.partition(":")
+    name = name.replace("_", " ")
+    return {"needs_info": f"the draft asks the requester for: {name}",
+            "question_rule": f"question type chosen by the rule: {name}",
+            "phi": f"possible patient identifier in the mail: {name}"}.get(family, "")
+
+
 def notes_module() -> Any | None:
     """The drafting team's knowledge notes (consultant.drafting.notes), if installed."""
     try:
@@ -76,7 +91,7 @@ def case_page(request: Request, case_id: int) -> Response:
         return console.render(request, "case.html", {
             "user": user, "case": case, "data": data, "thread": mailview.thread(case),
             "flags": queries.case_flags(case), "audit": queries.audit_for(session, case.id),
-            "rule_descriptions": RULE_DESCRIPTIONS,
+            "describe_rule": describe_rule,
             "editable": case.status in (AWAITING_REVIEW, NEEDS_INFO),
             "next_case": _next_case_id(session, case), "notes_enabled": notes is not None,
             "notes": related_notes[:20], "note_subject": "+".join(codes[:2]),
@@ -118,8 +133,10 @@ async def approve(request: Request, case_id: int) -> Response:
     if not text.strip():
         return console.redirect(f"/cases/{case_id}", "Refusing to send an empty answer.", "error")
     try:
+        # "Approve and send" always sends an answer, even when the machine drafted a question
+        # (the consultant replaced it); questions go out through "Request info".
         effects = actions.approve(console.factory, console.settings, case_id, text=text,
-                                  by=user.email)
+                                  by=user.email, kind="answer")
     except actions.ActionError as exc:
         return console.redirect(f"/cases/{case_id}", str(exc), "error")
     # Only now, after the approval committed, may the send be enqueued.
