@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from consultant.cli import main as cli
 from consultant.review import auth
@@ -39,3 +40,33 @@ def test_users_errors_are_clear(settings, tmp_path, capsys, monkeypatch):
     assert "password too short" in capsys.readouterr().err
     assert cli(["--config", str(config), "users", "token", "ghost@cc.test"]) == 1
     assert "no console user 'ghost@cc.test'" in capsys.readouterr().err
+
+
+def test_console_command_serves_until_terminated(settings, tmp_path):
+    """`caseconsultant console` as users run it: a process that serves until SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.servers import free_port, wait_for
+
+    port = free_port()
+    settings.console.port = port
+    settings.console.secret_key = "subprocess-" + "s" * 32
+    config = write_config(settings, tmp_path / "cc.toml")
+    exe = Path(sys.executable).with_name("caseconsultant")
+    proc = subprocess.Popen([str(exe), "--config", str(config), "console"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        health = wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2),
+                          timeout=30, what="the console to answer /healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        queue = httpx.get(f"http://127.0.0.1:{port}/queue", timeout=5)
+        assert queue.status_code == 303 and queue.headers["location"].startswith("/login")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert f"console listening on http://127.0.0.1:{port}" in out
