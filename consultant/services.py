@@ -12,6 +12,8 @@ from consultant.runtime import Runtime
 from consultant.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
+# aiosmtpd logs every connection at INFO; keep its warnings only.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 SWEEP_INTERVAL = 30.0
 
 
