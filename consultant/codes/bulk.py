@@ -35,13 +35,15 @@ def bulk_insert(
     iterator = iter(rows)
     if dialect == "postgresql":
         with driver.cursor() as cur:  # type: ignore[union-attr]
-            with cur.copy(f"COPY {table} ({collist}) FROM STDIN") as copy:
-                while batch := list(islice(iterator, BATCH)):
+            # The batch is drawn *before* COPY starts: producing rows may run SQL on this same
+            # connection (e.g. a new PTP rationale row), which would block inside a COPY.
+            while batch := list(islice(iterator, BATCH)):
+                with cur.copy(f"COPY {table} ({collist}) FROM STDIN") as copy:
                     for row in batch:
                         copy.write_row(row)
-                    done += len(batch)
-                    if on_batch:
-                        on_batch(done)
+                done += len(batch)
+                if on_batch:
+                    on_batch(done)
         return done
     placeholders = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO {table} ({collist}) VALUES ({placeholders})"

@@ -158,6 +158,10 @@ class PtpRationale(Base):
 
 
 class PtpEdit(Base):
+    """One PTP edit row.  No foreign keys on purpose: a release has ~2.5 million rows and
+    PostgreSQL checks each foreign key with a per-row trigger (it doubled COPY time).  Rows are
+    only written and deleted by ``releases.import_release``/``purge`` inside one transaction."""
+
     __tablename__ = "codes_ptp"
     __table_args__ = (
         Index("ix_codes_ptp_pair", "release_id", "column_1", "column_2"),
@@ -165,14 +169,14 @@ class PtpEdit(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    release_id: Mapped[int] = _release_fk()
+    release_id: Mapped[int] = mapped_column(Integer)
     column_1: Mapped[str] = mapped_column(String(5))
     column_2: Mapped[str] = mapped_column(String(5))
     prior_1996: Mapped[bool | None] = mapped_column(Boolean)
     effective_date: Mapped[date | None] = mapped_column(Date)
     deletion_date: Mapped[date | None] = mapped_column(Date)
     modifier_indicator: Mapped[int] = mapped_column(SmallInteger)
-    rationale_id: Mapped[int | None] = mapped_column(ForeignKey("codes_ptp_rationale.id"))
+    rationale_id: Mapped[int | None] = mapped_column(SmallInteger)  # codes_ptp_rationale.id
 
 
 class CptDescriptor(Base):

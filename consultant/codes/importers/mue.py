@@ -39,7 +39,7 @@ def _parse_rows(rows, path: Path, release_id: int, progress: ProgressFn, permill
             raise ImportFormatError(path, lineno, "HCPCS/CPT Code", f"invalid code {cells[0]!r}")
         if not value.isdigit():
             raise ImportFormatError(path, lineno, "MUE Values", f"not a whole number: {value!r}")
-        if not mai_text[:1] in ("1", "2", "3"):
+        if mai_text[:1] not in ("1", "2", "3"):
             raise ImportFormatError(path, lineno, "MUE Adjudication Indicator", f"expected 1, 2 or 3: {mai_text!r}")
         rationale = cells[3] if len(cells) > 3 and cells[3] else None
         yield (release_id, code, int(value), int(mai_text[0]), rationale)

@@ -183,8 +183,9 @@ def load(session: Session, release_id: int, path: Path, progress: ProgressFn) ->
     if name.lower().endswith(".zip"):
         for member, text_io in _members(path):
             parser.path = Path(member)
+            base = count
             count += bulk_insert(session, "codes_ptp", COLUMNS, parser.cms_text(text_io),
-                                 on_batch=lambda n: progress(count + n, 0))
+                                 on_batch=lambda n, base=base: progress(base + n, 0))  # type: ignore[misc]
             name = member
     else:
         with open_data(path) as data:

@@ -1,0 +1,243 @@
+"""Everything known about one code, each fact with the release it comes from (``codes show``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from consultant.codes import icd
+from consultant.codes.meanings import AOC_TYPE, HCPCS_COVERAGE, HCPCS_PRICING, MAI, PTP_MODIFIER
+from consultant.codes.models import KIND_AOC, KIND_CPT, KIND_HCPCS, KIND_MUE, KIND_PTP
+from consultant.codes.sources import Sources, open_sources
+
+CPT_RE = re.compile(r"^(?:\d{5}|\d{4}[FTU])$")
+HCPCS_RE = re.compile(r"^[A-V][0-9]{4}$")
+MODIFIER_RE = re.compile(r"^[A-Z0-9]{2}$")
+CPT_NOTICE = (
+    "CPT® codes and descriptions are copyright American Medical Association. All rights "
+    "reserved. CPT is a registered trademark of the American Medical Association."
+)
+CPT_NO_DESCRIPTOR = (
+    "CPT descriptor not shown: CPT text is AMA-copyrighted and no licensed descriptor file is "
+    "loaded (caseconsultant codes import cpt-licensed FILE)."
+)
+PTP_LIST_LIMIT = 50
+# "per 15 mg", "1 mg", "per 5 units", "0.5 mg" at the end of a HCPCS drug descriptor.
+_UNIT_RE = re.compile(
+    r"(?:per\s+)?(\d+(?:,\d{3})*(?:\.\d+)?)\s*(mg|mcg|micrograms?|g|gm|ml|cc|units?|iu|meq|mci|millicuries?|microcuries?|uci)\b",
+    re.IGNORECASE,
+)
+
+
+def billing_unit(description: str) -> dict[str, Any] | None:
+    """The dose one billing unit stands for, when the descriptor states one ("per 15 mg")."""
+    tail = description.rsplit(",", 1)[-1]
+    matches = list(_UNIT_RE.finditer(tail))
+    if not matches:
+        return None
+    m = matches[-1]
+    amount = float(m.group(1).replace(",", ""))
+    unit = m.group(2).lower()
+    unit = {"micrograms": "mcg", "microgram": "mcg", "gm": "g", "cc": "ml", "unit": "units",
+            "iu": "units", "millicuries": "mci", "millicurie": "mci"}.get(unit, unit)
+    return {"amount": int(amount) if amount.is_integer() else amount, "unit": unit, "text": m.group(0)}
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _rows(src: Sources, sql: str, **params: Any) -> list[Any]:
+    return list(src.session.execute(text(sql), params))
+
+
+def hcpcs_facts(src: Sources, code: str, modifier: bool = False) -> dict[str, Any] | None:
+    rel = src.get(KIND_HCPCS)
+    if rel is None:
+        return None
+    rows = _rows(src, "SELECT * FROM codes_hcpcs WHERE release_id = :r AND code = :c AND is_modifier = :m",
+                 r=rel.id, c=code, m=modifier)
+    if not rows:
+        return None
+    row = rows[0]._mapping
+    fields = row["fields"]
+    if isinstance(fields, str):
+        import json
+
+        fields = json.loads(fields)
+    facts: dict[str, Any] = {
+        "code": code,
+        "system": "MODIFIER" if modifier else "HCPCS",
+        "description": row["long_description"],
+        "short_description": row["short_description"],
+        "source": rel.name,
+        "coverage": {"code": row["coverage"], "meaning": HCPCS_COVERAGE.get(row["coverage"] or "")},
+        "add_date": _iso(row["add_date"]),
+        "action_effective_date": _iso(row["action_effective_date"]),
+        "term_date": _iso(row["term_date"]),
+        "terminated": row["term_date"] is not None,
+        "action_code": row["action_code"],
+    }
+    if not modifier:
+        facts["pricing"] = [{"code": p, "meaning": HCPCS_PRICING.get(p)} for p in fields.pop("pricing_indicators", [])]
+        facts["billing_unit"] = billing_unit(row["long_description"])
+    facts["fields"] = fields
+    return facts
+
+
+def mue_facts(src: Sources, code: str) -> list[dict[str, Any]]:
+    out = []
+    for rel in src.of_kind(KIND_MUE):
+        for row in _rows(src, "SELECT value, mai, rationale FROM codes_mue WHERE release_id = :r AND code = :c",
+                         r=rel.id, c=code):
+            out.append({"value": row.value, "mai": row.mai, "mai_meaning": MAI.get(row.mai),
+                        "rationale": row.rationale, "variant": rel.variant, "source": rel.name})
+    return out
+
+
+def aoc_facts(src: Sources, code: str) -> dict[str, Any] | None:
+    rel = src.get(KIND_AOC)
+    if rel is None:
+        return None
+    rows = _rows(src, "SELECT primary_code, edit_type, deletion_date, primary_deletion_date, note "
+                      "FROM codes_aoc WHERE release_id = :r AND addon_code = :c ORDER BY primary_code",
+                 r=rel.id, c=code)
+    as_primary = _rows(src, "SELECT count(*) AS n FROM codes_aoc WHERE release_id = :r AND primary_code = :c "
+                            "AND deletion_date IS NULL", r=rel.id, c=code)[0].n
+    if not rows and not as_primary:
+        return None
+    active = [r for r in rows if r.deletion_date is None]
+    types = sorted({r.edit_type for r in active or rows})
+    return {
+        "is_addon": bool(rows),
+        "edit_types": [{"type": t, "meaning": AOC_TYPE[t]} for t in types],
+        "primaries": [r.primary_code for r in active if r.primary_code != "CCCCC"],
+        "contractor_defined": any(r.primary_code == "CCCCC" for r in active),
+        "notes": sorted({r.note for r in active if r.note}),
+        "primary_of_addons": as_primary,
+        "source": rel.name,
+    }
+
+
+def ptp_row(row: Any, rel_name: str, rationales: dict[int, str]) -> dict[str, Any]:
+    return {
+        "column_1": row.column_1,
+        "column_2": row.column_2,
+        "modifier_indicator": row.modifier_indicator,
+        "modifier_meaning": PTP_MODIFIER.get(row.modifier_indicator),
+        "effective_date": _iso(row.effective_date),
+        "deletion_date": _iso(row.deletion_date),
+        "prior_1996": row.prior_1996,
+        "rationale": rationales.get(row.rationale_id) if row.rationale_id else None,
+        "source": rel_name,
+    }
+
+
+def rationale_names(src: Sources) -> dict[int, str]:
+    return {r.id: r.text for r in _rows(src, "SELECT id, text FROM codes_ptp_rationale")}
+
+
+def ptp_facts(src: Sources, code: str, limit: int = PTP_LIST_LIMIT) -> list[dict[str, Any]]:
+    """Edits in force today (no deletion date) with the code as column 1 and as column 2."""
+    out = []
+    rationales: dict[int, str] | None = None
+    for rel in src.of_kind(KIND_PTP):
+        entry: dict[str, Any] = {"variant": rel.variant, "source": rel.name}
+        for side, col in (("as_column_1", "column_1"), ("as_column_2", "column_2")):
+            total = _rows(src, f"SELECT count(*) AS n FROM codes_ptp WHERE release_id = :r AND {col} = :c "
+                               "AND deletion_date IS NULL AND modifier_indicator <> 9", r=rel.id, c=code)[0].n
+            rows = _rows(src, f"SELECT * FROM codes_ptp WHERE release_id = :r AND {col} = :c "
+                              "AND deletion_date IS NULL AND modifier_indicator <> 9 "
+                              "ORDER BY column_1, column_2 LIMIT :n", r=rel.id, c=code, n=limit)
+            if rows and rationales is None:
+                rationales = rationale_names(src)
+            entry[side] = {"in_force": total, "shown": len(rows),
+                           "edits": [ptp_row(r, rel.name, rationales or {}) for r in rows]}
+        out.append(entry)
+    return out
+
+
+def icd_facts(src: Sources, code: str) -> dict[str, Any] | None:
+    entries = icd.with_ancestors(src, [code])
+    entry = entries.get(code)
+    if entry is None:
+        return None
+    facts: dict[str, Any] = {
+        "code": code, "system": "ICD-10-CM", "description": entry.description,
+        "billable": entry.billable, "header": entry.header, "needs_7th_character": entry.needs_7th,
+        "source": src.icd.name,
+        "notes": icd.inherited(code, entries),
+        "parents": [{"code": p, "description": entries[p].description} for p in icd.prefixes(code) if p in entries],
+    }
+    seven = icd.seven_chr_def(code, entries)
+    if entry.needs_7th or seven:
+        facts["seven_chr_def"] = seven
+    if entry.header or entry.needs_7th:
+        facts["children"] = [{"code": c.code, "description": c.description, "billable": c.billable}
+                             for c in icd.children(src, code)]
+    return facts
+
+
+NO_HCPCS_RELEASE = "No HCPCS release is loaded (caseconsultant codes import hcpcs FILE)."
+
+
+def procedure_facts(src: Sources, code: str, system: str, hcpcs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """CPT/HCPCS: descriptor (HCPCS or licensed CPT), MUE, add-on, PTP."""
+    facts: dict[str, Any]
+    if system == "HCPCS":
+        facts = hcpcs or {"code": code, "system": "HCPCS", "description": None, "source": None,
+                          "note": NO_HCPCS_RELEASE}
+    else:
+        facts = {"code": code, "system": "CPT", "description": None, "source": None}
+        rel = src.get(KIND_CPT)
+        if rel is not None:
+            rows = _rows(src, "SELECT descriptor FROM codes_cpt WHERE release_id = :r AND code = :c", r=rel.id, c=code)
+            if rows:
+                facts.update(description=rows[0].descriptor, source=rel.name, copyright=CPT_NOTICE)
+        if facts["description"] is None:
+            facts["note"] = CPT_NO_DESCRIPTOR
+    facts["mue"] = mue_facts(src, code)
+    facts["addon"] = aoc_facts(src, code)
+    facts["ptp"] = ptp_facts(src, code)
+    return facts
+
+
+def facts_for(src: Sources, raw: str) -> dict[str, Any] | None:
+    """The facts for ``raw`` in whichever system knows it; None if no system does.
+
+    A letter + 4 digits is HCPCS when the HCPCS release has it, else ICD-10-CM written without
+    its dot when that exists (E1122), else HCPCS by format only if no HCPCS release is loaded.
+    """
+    code = raw.strip().upper().lstrip("-")
+    if CPT_RE.match(code):
+        return procedure_facts(src, code, "CPT")
+    if HCPCS_RE.match(code):
+        found = hcpcs_facts(src, code)
+        if found is not None:
+            return procedure_facts(src, code, "HCPCS", found)
+    dotted = icd.normalise(code)
+    if dotted:
+        found_icd = icd_facts(src, dotted)
+        if found_icd is not None:
+            return found_icd
+    if HCPCS_RE.match(code) and src.get(KIND_HCPCS) is None:
+        return procedure_facts(src, code, "HCPCS")
+    if MODIFIER_RE.match(code):
+        found_mod = hcpcs_facts(src, code, modifier=True)
+        if found_mod is not None or not code.isdigit():
+            return found_mod
+        return {"code": code, "system": "MODIFIER", "description": None, "source": None,
+                "note": "CPT (numeric) modifiers are AMA content; no descriptor is shown."}
+    return None
+
+
+def lookup(session: Session, code: str) -> dict[str, Any] | None:
+    """The facts ``codes show --json`` prints for ``code``, or None when no release knows it."""
+    with open_sources(session) as src:
+        return facts_for(src, code)

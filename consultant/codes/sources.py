@@ -1,0 +1,44 @@
+"""Which releases answer a question: the current ones in the database, plus ICD-10-CM from an
+imported release when there is one, else from the built-in package data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from consultant.codes.models import KIND_ICD10CM
+from consultant.codes.releases import ReleaseRef, current_releases
+
+
+@dataclass
+class Sources:
+    """The database session, the releases in force, and where ICD-10-CM comes from."""
+
+    session: Session
+    releases: dict[tuple[str, str], ReleaseRef]
+    icd_session: Session
+    icd: ReleaseRef
+
+    def get(self, kind: str, variant: str = "") -> ReleaseRef | None:
+        return self.releases.get((kind, variant))
+
+    def of_kind(self, kind: str) -> list[ReleaseRef]:
+        return [r for (k, _), r in sorted(self.releases.items()) if k == kind]
+
+
+@contextmanager
+def open_sources(session: Session) -> Iterator[Sources]:
+    """Resolve the releases once for a whole lookup/analysis (one query)."""
+    releases = current_releases(session)
+    imported = releases.get((KIND_ICD10CM, ""))
+    if imported is not None:
+        yield Sources(session, releases, session, imported)
+        return
+    from consultant.codes.builtin import builtin_icd
+
+    factory, ref = builtin_icd()
+    with factory() as icd_session:
+        yield Sources(session, releases, icd_session, ref)
