@@ -31,8 +31,9 @@ QUESTION_TYPES = (BUNDLING, MODIFIER, UNITS_MUE, DIAGNOSIS, DRUG_UNITS, CODE_SEA
 # + four digits.  ICD-10-CM: letter, digit, digit-or-letter, optional dot and up to 4 more.
 _CPT = r"\d{4}[0-9FTU]"
 _HCPCS = r"[A-V]\d{4}"
-_ICD = r"[A-TV-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?"
-CODE_RE = re.compile(rf"(?<![\w.$/-])(?:({_CPT})|({_HCPCS})|({_ICD}))(?![\w/])(?!\.\d)")
+_ICD = r"[A-TV-Z]\d[0-9A-Z](?:\.?[0-9A-Z]{1,4})?"
+# Not inside dates, amounts, phone numbers or ZIP+4 ("60614-1234"); "99214-25" is a modifier.
+CODE_RE = re.compile(rf"(?<![\w.$/-])(?:({_CPT})|({_HCPCS})|({_ICD}))(?![\w/])(?!\.\d)(?!-\d{{3}})")
 # Modifiers written as "-25", "modifier 59", "mod XU", "with 25", "JW".
 _MOD_AFTER_WORD = re.compile(r"\b(?:modifiers?|mod)\s*[-:#]?\s*((?:[0-9A-Z]{2})(?:\s*(?:,|/|or|and|&)\s*[0-9A-Z]{2})*)\b", re.I)
 _MOD_DASH = re.compile(r"\b(?:\d{4}[0-9FTU]|[A-V]\d{4})-([0-9A-Z]{2})\b")

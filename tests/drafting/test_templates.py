@@ -1,0 +1,150 @@
+"""Every reply template renders in both parts; the HTML is well-formed and escapes requester text."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consultant.drafting.questions import QUESTION_TYPES
+from consultant.drafting.templating import BUNDLED, environment, render_pair, render_text
+
+HOSTILE = '<script>alert("x")</script> & "quotes" <b>bold</b>'
+VOID = {"br", "hr", "meta", "img", "input", "link"}
+
+
+class StrictTreeChecker(HTMLParser):
+    """Checks that every opened element is closed in order and records the visible text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.text: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+            return
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def check_html(html: str) -> StrictTreeChecker:
+    checker = StrictTreeChecker()
+    checker.feed(html)
+    checker.close()
+    assert not checker.errors, checker.errors
+    assert not checker.stack, f"unclosed: {checker.stack}"
+    assert "script" not in checker.tags, "requester text became markup"
+    return checker
+
+
+def part(qtype: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "number": 1, "quote": HOSTILE, "qtype": qtype, "template": qtype, "title": "Title " + HOSTILE,
+        "rule": "r", "sources": ["HCPCS 2026-01"],
+        "facts": [{"text": "HCPCS J1885: " + HOSTILE, "source": "HCPCS 2026-01", "kind": "descriptor",
+                   "steps": ["60 mg ÷ 15 mg per unit = 4 units of J1885"]},
+                  {"text": "plain", "source": "", "kind": "ptp", "steps": []}],
+        "notes": [{"subject": "20610+99214", "text": HOSTILE, "author": "a@b.test", "date": "2026-05-01"}],
+        "suggested": "Line one " + HOSTILE + "\n[Consultant: judge]",
+        "start_marker": "=== SUGGESTED ANSWER (consultant: edit before approving) ===",
+        "end_marker": "=== END OF SUGGESTED ANSWER ===",
+        **extra,
+    }
+
+
+CONTEXTS: dict[str, dict[str, Any]] = {
+    "answer": {"requester_name": HOSTILE, "subject": HOSTILE, "phi": True, "service_name": "CC",
+               "parts": [part(t, number=i) for i, t in enumerate(QUESTION_TYPES, start=1)]},
+    "needs_info": {"requester_name": "Ann", "subject": HOSTILE, "phi": True, "service_name": "CC",
+                   "parts": [part("bundling")], "questions": ["Who is the payer? " + HOSTILE]},
+    "over_quota": {"subject": HOSTILE, "plan": "guest", "used": 1, "allowed": 1, "registered_extra": 5,
+                   "service_address": "consult@cc.test", "service_name": "CC"},
+    "acknowledgement": {"requester_name": HOSTILE, "subject": HOSTILE, "tag": "[CC-7]",
+                        "turnaround_hours": 4, "service_name": "CC"},
+    "registration": {"requester_name": HOSTILE, "email": "a@b.test", "plan": "registered",
+                     "answers_allowed": 6, "answers_remaining": 5, "held_cases": 1,
+                     "service_address": "consult@cc.test", "service_name": "CC"},
+}
+# Question-type templates are rendered on their own with one part.
+for _t in QUESTION_TYPES:
+    CONTEXTS[_t] = {"part": part(_t)}
+CONTEXTS["phi_warning"] = {}
+
+
+def test_every_bundled_pair_is_covered() -> None:
+    names = {p.name.split(".")[0] for p in (BUNDLED / "replies").glob("*.html.j2")}
+    names -= {"_part", "final"}
+    assert names == set(CONTEXTS)
+    for name in names:
+        assert (BUNDLED / "replies" / f"{name}.txt.j2").exists(), name
+
+
+@pytest.mark.parametrize("name", sorted(CONTEXTS))
+def test_renders_both_parts(name: str) -> None:
+    text, html = render_pair(name, CONTEXTS[name])
+    assert text.strip()
+    assert "&lt;script&gt;" not in text and "&amp;" not in text  # plain text is not escaped
+    tree = check_html(html)
+    if name not in ("phi_warning", "over_quota", "registration"):
+        # The hostile text survives as visible text, never as markup.
+        assert HOSTILE in "".join(tree.text)
+
+
+def test_answer_lists_every_question_with_marked_suggestions() -> None:
+    text, html = render_pair("answer", CONTEXTS["answer"])
+    assert text.count("=== SUGGESTED ANSWER") == len(QUESTION_TYPES)
+    assert f"Question {len(QUESTION_TYPES)} of {len(QUESTION_TYPES)}" in text
+    assert "1. 60 mg ÷ 15 mg per unit = 4 units of J1885" in text
+    assert "[HCPCS 2026-01]" in text
+    assert "note by a@b.test, 2026-05-01" in text
+    assert "appears to contain patient identifiers" in text
+    assert check_html(html).tags.count("h3") == len(QUESTION_TYPES)
+
+
+def test_html_starts_like_a_mail_client_expects() -> None:
+    for name in ("answer", "needs_info", "acknowledgement", "registration", "over_quota"):
+        _, html = render_pair(name, CONTEXTS[name])
+        assert html.lstrip().lower().startswith("<!doctype html>"), name
+
+
+def test_footer_variants() -> None:
+    base = {"consultant_name": "Ann Coder", "consultant_credential": "CPC", "service_name": "CC",
+            "plan": "guest", "remaining": 0, "as_of": "2026-05-04",
+            "releases": ["HCPCS 2026-01", "NCCI MUE practitioner 2026-04-01"], "cpt_notice": False,
+            "tag": "[CC-3]"}
+    footer = render_text("footer", base)
+    assert "Answered by Ann Coder, CPC, CC" in footer
+    assert "code data used: HCPCS 2026-01, NCCI MUE practitioner 2026-04-01" in footer
+    assert "American Medical Association" not in footer
+    assert "Answers remaining on your guest plan after this one: 0" in footer
+    with_cpt = render_text("footer", {**base, "cpt_notice": True, "charged": False, "remaining": 1})
+    assert "copyright American Medical Association" in with_cpt
+    assert "This message did not use your quota" in with_cpt
+
+
+def test_operator_directory_overrides_one_template(tmp_path: Path) -> None:
+    (tmp_path / "replies").mkdir()
+    (tmp_path / "replies" / "bundling.txt.j2").write_text("OPERATOR {{ part.number }}\n")
+    environment.cache_clear()
+    try:
+        text, html = render_pair("answer", CONTEXTS["answer"], str(tmp_path))
+    finally:
+        environment.cache_clear()
+    assert "OPERATOR 1" in text
+    assert "What the code data says" in text  # other types still use the bundled templates
+    check_html(html)
