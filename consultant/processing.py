@@ -36,7 +36,7 @@ from consultant.models import (
     utcnow,
 )
 from consultant.outbox.compose import BadAddress, build_message, new_message_id, reply_subject
-from consultant.quota import ledger
+from consultant.quota import ledger, registration
 from consultant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,12 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
         mail.case_id = case.id
         session.add(AuditEvent(case_id=case.id, actor="system", action="followup",
                                detail={"mail_id": mail.id, "rule": how}))
+        if registration.is_registration_request(view.subject, case):
+            mail.rule_hits = [how, "is_registration"]
+            held, notice_id = registration.register(session, settings, case, mail)
+            effects.draft_case_ids.extend(held)
+            if notice_id is not None:
+                effects.outbox_ids.append(notice_id)
         if case.status in REDRAFT_STATUSES:
             case.status = RECEIVED
             session.flush()
@@ -156,7 +162,8 @@ def _is_duplicate(session: Session, mail: InboundMail, message_id: str) -> bool:
 
 def _thread_case(session: Session, view: MailView) -> tuple[Case | None, str]:
     """The case this mail continues: by In-Reply-To/References, else by the subject tag."""
-    ids = [*view.in_reply_to, *reversed(view.references)]
+    # Newest references first, and a bounded number of them (References can be huge).
+    ids = [*view.in_reply_to, *reversed(view.references)][:50]
     if ids:
         case_id = session.execute(
             select(InboundMail.case_id).where(InboundMail.message_id.in_(ids),
@@ -182,7 +189,8 @@ def case_question(session: Session, case: Case) -> str:
     """The requester's own words across the thread, oldest first, quotes removed."""
     pieces = []
     for mail in case.mails:
-        if mail.disposition not in {"case", "followup", "held_quota"}:
+        if mail.disposition not in {"case", "followup", "held_quota"} or \
+                "is_registration" in (mail.rule_hits or []):
             continue
         try:
             pieces.append(new_text(parse_mail(mail.raw)))

@@ -149,3 +149,26 @@ def test_approve_refuses_without_quota_and_rejected_cases_cost_nothing(factory, 
 def test_unknown_plan_is_a_clear_error(factory, settings):
     with pytest.raises(ledger.UnknownPlan, match="known: guest, registered"):
         set_plan(factory, settings, "a@b.test", "platinum")
+
+
+def test_guest_registers_by_replying_to_the_notice(factory, settings):
+    m1, _ = ingest(factory, settings, question_mail())
+    approve(factory, settings, m1.case_id, text="Answer one.", by="c@cc.test")
+    m2, e2 = ingest(factory, settings, question_mail(subject="Second question"))
+    m3, _ = ingest(factory, settings, question_mail(subject="Third question"))
+    with factory() as s:
+        notice_id = s.get(Outbox, e2.outbox_ids[0]).message_id
+    reply, effects = ingest(factory, settings, question_mail(
+        subject="Re: REGISTER", body="register me please", In_Reply_To=notice_id))
+    assert reply.disposition == "followup" and "is_registration" in reply.rule_hits
+    assert effects.draft_case_ids == [m3.case_id]  # the other held case; this one is re-drafted
+    [confirmation] = effects.outbox_ids
+    for case_id in effects.draft_case_ids:
+        draft_case(factory, settings, case_id)
+    with factory() as s:
+        assert s.get(Case, m2.case_id).requester.plan == "registered"
+        assert s.get(Case, m2.case_id).status == "awaiting_review"
+        assert s.get(Case, m3.case_id).status == "awaiting_review"
+        out = s.get(Outbox, confirmation)
+        assert out.kind == "notice" and b"You are now registered" in out.raw
+        assert "register me please" not in s.get(Case, m2.case_id).drafts[-1].text

@@ -1,0 +1,58 @@
+"""Free registration by mail: a guest answers the over-quota notice with REGISTER in the subject.
+
+Only a reply that threads into the requester's own held case counts (In-Reply-To/References or
+the case tag from the same address), so a stranger cannot register somebody else, and only a
+guest is upgraded (a paid plan is never downgraded by this).
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consultant.drafting.templating import render_pair
+from consultant.models import HELD_QUOTA, AuditEvent, Case, InboundMail, Outbox
+from consultant.outbox.compose import BadAddress, build_message, new_message_id, reply_subject
+from consultant.quota import ledger
+from consultant.settings import Settings
+
+_REGISTER = re.compile(r"\bREGISTER\b", re.IGNORECASE)
+
+
+def is_registration_request(subject: str, case: Case) -> bool:
+    return case.status == HELD_QUOTA and case.requester.plan == "guest" and \
+        bool(_REGISTER.search(subject or ""))
+
+
+def register(session: Session, settings: Settings, case: Case, mail: InboundMail) -> tuple[list[int], int | None]:
+    """Upgrade the requester; return (other held case ids to draft, confirmation outbox id)."""
+    requester = case.requester
+    requester.plan = "registered"
+    session.add(AuditEvent(case_id=case.id, actor=requester.email, action="registered",
+                           detail={"mail_id": mail.id}))
+    session.flush()
+    held = list(session.execute(
+        select(Case.id).where(Case.requester_id == requester.id, Case.status == HELD_QUOTA,
+                              Case.id != case.id).order_by(Case.id)).scalars())
+    status = ledger.status(session, settings.quota, requester)
+    context = {"requester_name": requester.name or "", "service_name": settings.service.name,
+               "email": requester.email, "plan": status.plan,
+               "answers_allowed": status.answers_allowed,
+               "answers_remaining": status.answers_remaining, "held_cases": len(held) + 1,
+               "service_address": settings.service.address}
+    text, html = render_pair("registration", context, settings.service.template_dir)
+    message_id = new_message_id(settings)
+    subject = reply_subject(case.subject, case.id)
+    try:
+        raw = build_message(settings, to_addr=requester.email, subject=subject, text=text,
+                            html=html, message_id=message_id, in_reply_to=mail.message_id,
+                            references=[], auto_submitted="auto-replied")
+    except BadAddress:
+        return held, None
+    out = Outbox(case_id=case.id, kind="notice", message_id=message_id, to_addr=requester.email,
+                 subject=subject, raw=raw, charges_quota=False)
+    session.add(out)
+    session.flush()
+    return held, out.id
