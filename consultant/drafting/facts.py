@@ -272,7 +272,8 @@ def _release_age(session: Session, pf: PartFacts, on: date | None) -> None:
     if on is None:
         return
     kinds = {"ptp": "ptp", "mue": "mue", "aoc": "aoc", "units": "hcpcs", "status": "hcpcs"}
-    wanted = {kinds[f["kind"]] for f in pf.facts if f["kind"] in kinds and f.get("source")}
+    wanted = {kinds[f["kind"]] for f in pf.facts if f["kind"] in kinds and f.get("source")
+              and (f["kind"] != "status" or code_system(f["codes"][0]) == "HCPCS")}
     for kind in sorted(wanted):
         release = kb.current_release(session, kind, "practitioner" if kind in ("ptp", "mue") else None)
         if release is None or release.effective_date is None:

@@ -256,6 +256,7 @@ def c_multi3(r: DraftResult) -> None:
     assert one(r, 1, "ptp", column_1="20610", column_2="99213")["indicator"] == 1
     assert units_fact(r, 2)["units"] == 8  # 80 mg ÷ 10 mg
     assert one(r, 3, "status")["billable"] is True
+    assert facts(r, 3, "release_age") == []  # an ICD-10-CM question cites no quarterly HCPCS data
     assert [p["codes"] for p in r.facts["parts"]] == [["20610", "99213"], ["J3301"], ["M17.11"]]
 
 
