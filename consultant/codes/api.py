@@ -3,14 +3,20 @@
 CONTRACT (owned by consultant/codes; the pipeline only calls these):
 
     analyse(session, text, *, date_of_service=None) -> Analysis
+    lookup(session, code) -> dict | None          (what ``codes show --json`` prints)
+    search(session, text, system=None, limit=10) -> list[dict]
 
 ``Analysis.codes``    list of {"system", "code", "description", "source", ...}
-                      system is one of "CPT", "HCPCS", "ICD-10-CM", "MODIFIER"
-``Analysis.findings`` list of {"kind", "codes", "detail", "source"}
-``Analysis.context``  dict: units, doses, modifiers, date_of_service, payer, setting
+                      system is one of "CPT", "HCPCS", "ICD-10-CM", "MODIFIER"; extras:
+                      ICD-10-CM "billable", "header", "needs_7th_character"; HCPCS "billing_unit",
+                      "terminated"; CPT/HCPCS "modifiers", "units"; licensed CPT "copyright"
+``Analysis.findings`` list of {"kind", "codes", "detail", "source"} (kinds: see ``checks``)
+``Analysis.context``  dict: units, doses, units_by_code, modifiers, date_of_service (ISO or
+                      None), payer, setting
 ``Analysis.releases`` list of data-release labels the facts above cite
 
-It never raises for anything found in a mail (unknown codes become findings).
+It never raises for anything found in a mail (unknown codes become findings).  CPT codes carry no
+descriptor unless the operator imported a licensed file (AMA copyright).
 """
 
 from __future__ import annotations
@@ -19,7 +25,23 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
+
+from consultant.codes import checks, icd
+from consultant.codes import search as search_backend
+from consultant.codes.extract import Extraction, Mention, extract
+from consultant.codes.lookup import (
+    CPT_NOTICE,
+    HCPCS_RE,
+    NO_HCPCS_RELEASE,
+    hcpcs_facts,
+)
+from consultant.codes.lookup import lookup as _lookup
+from consultant.codes.models import KIND_CPT, KIND_HCPCS, KIND_ICD10CM
+from consultant.codes.sources import Sources, open_sources
+
+lookup = _lookup
 
 
 @dataclass
@@ -31,5 +53,180 @@ class Analysis:
 
 
 def analyse(session: Session, text: str, *, date_of_service: date | None = None) -> Analysis:
-    """Placeholder until the knowledge base lands: finds nothing."""
-    return Analysis()
+    """Find the codes in ``text``, describe them, and run the edit checks over them."""
+    ext = extract(text)
+    dos = date_of_service or ext.date_of_service
+    with open_sources(session) as src:
+        result = Analysis()
+        hcpcs_found = _resolve(src, ext, result)
+        _modifier_entries(src, ext, result)
+        units = _units(ext, result)
+        procedures = [c["code"] for c in result.codes if c["system"] in ("CPT", "HCPCS")]
+        diagnoses = [c["code"] for c in result.codes if c["system"] == "ICD-10-CM"]
+        mods = {c["code"]: c.get("modifiers", []) for c in result.codes if c["system"] in ("CPT", "HCPCS")}
+        result.findings += checks.ptp(src, procedures, mods, dos, ext.setting)
+        result.findings += checks.mue(src, units, ext.setting)
+        result.findings += checks.addon(src, procedures, dos)
+        result.findings += checks.icd_codes(src, diagnoses)
+        result.findings += checks.terminated(hcpcs_found, dos)
+    result.context.update(
+        modifiers=ext.modifiers, units=ext.units, doses=ext.doses,
+        units_by_code={code: {"units": n, "how": how} for code, (n, how) in units.items()},
+        date_of_service=dos.isoformat() if dos else None,
+        date_of_service_from="caller" if date_of_service else ("mail" if dos else None),
+        payer=ext.payer, setting=ext.setting,
+    )
+    labels: dict[str, None] = {}
+    for item in result.codes + result.findings:
+        if item.get("source"):
+            labels.setdefault(item["source"], None)
+    result.releases = list(labels)
+    return result
+
+
+def _merge(mentions: list[Mention]) -> dict[str, Mention]:
+    """One mention per code (first position), modifiers merged from every mention."""
+    merged: dict[str, Mention] = {}
+    for m in mentions:
+        key = m.code
+        if key in merged:
+            merged[key].modifiers += [x for x in m.modifiers if x not in merged[key].modifiers]
+        else:
+            merged[key] = Mention(m.raw, m.kind, m.start, m.end, list(m.modifiers))
+    return merged
+
+
+def _resolve(src: Sources, ext: Extraction, result: Analysis) -> list[dict[str, Any]]:
+    """Turn mentions into code entries (or unknown_code / release_missing findings)."""
+    merged = _merge(ext.mentions)
+    hcpcs_rel = src.get(KIND_HCPCS)
+    icd_wanted: dict[str, Mention] = {}
+    hcpcs_found: list[dict[str, Any]] = []
+    by_format: list[str] = []
+    cpts = [m for m in merged.values() if m.kind == "cpt"]
+    cpt_text = _cpt_descriptors(src, [m.code for m in cpts])
+    for m in cpts:
+        entry: dict[str, Any] = {"system": "CPT", "code": m.code, "description": None, "source": None,
+                                 "modifiers": m.modifiers}
+        if m.code in cpt_text:
+            entry.update(description=cpt_text[m.code], source=src.get(KIND_CPT).name,  # type: ignore[union-attr]
+                         copyright=CPT_NOTICE)
+        result.codes.append(entry)
+    for m in merged.values():
+        if m.kind == "cpt":
+            continue
+        if m.kind == "alnum" and HCPCS_RE.match(m.code):
+            facts = hcpcs_facts(src, m.code) if hcpcs_rel else None
+            if facts is not None:
+                hcpcs_found.append(facts)
+                result.codes.append({
+                    "system": "HCPCS", "code": m.code, "description": facts["description"],
+                    "source": facts["source"], "billing_unit": facts["billing_unit"],
+                    "terminated": facts["terminated"], "term_date": facts["term_date"],
+                    "modifiers": m.modifiers,
+                })
+                continue
+        dotted = icd.normalise(m.code)
+        if dotted:
+            icd_wanted.setdefault(dotted, m)
+    entries = icd.fetch(src, icd_wanted)
+    for dotted, m in icd_wanted.items():
+        entry_icd = entries.get(dotted)
+        if entry_icd is not None:
+            result.codes.append({
+                "system": "ICD-10-CM", "code": dotted, "description": entry_icd.description,
+                "source": src.icd.name, "billable": entry_icd.billable, "header": entry_icd.header,
+                "needs_7th_character": entry_icd.needs_7th,
+            })
+        elif m.kind == "alnum" and HCPCS_RE.match(m.code) and hcpcs_rel is None:
+            by_format.append(m.code)
+            result.codes.append({"system": "HCPCS", "code": m.code, "description": None, "source": None,
+                                 "modifiers": m.modifiers, "note": NO_HCPCS_RELEASE})
+        elif m.kind == "icd" or (m.code[:1].isupper() and len(m.code) >= 4 and m.raw.isupper()):
+            known = [r.name for r in (hcpcs_rel,) if r and HCPCS_RE.match(m.code)] + [src.icd.name]
+            result.findings.append(checks.finding(
+                "unknown_code", [m.raw], f"{m.raw} is not a code in {' or '.join(known)}.", src.icd.name
+                if not HCPCS_RE.match(m.code) else (hcpcs_rel.name if hcpcs_rel else src.icd.name)))
+    if by_format:
+        result.findings.append(checks.finding(
+            "release_missing", by_format,
+            f"{', '.join(by_format)} look like HCPCS Level II codes, but no HCPCS release is loaded, "
+            "so they cannot be verified or described.", None))
+    return hcpcs_found
+
+
+def _cpt_descriptors(src: Sources, codes: list[str]) -> dict[str, str]:
+    rel = src.get(KIND_CPT)
+    if rel is None or not codes:
+        return {}
+    names = ", ".join(f":c{i}" for i in range(len(codes)))
+    rows = src.session.execute(
+        sql(f"SELECT code, descriptor FROM codes_cpt WHERE release_id = :r AND code IN ({names})"),
+        {"r": rel.id, **{f"c{i}": c for i, c in enumerate(codes)}},
+    )
+    return {r.code: r.descriptor for r in rows}
+
+
+def _modifier_entries(src: Sources, ext: Extraction, result: Analysis) -> None:
+    seen: set[str] = set()
+    for item in ext.modifiers:
+        mod = str(item["modifier"])
+        if mod in seen:
+            continue
+        seen.add(mod)
+        facts = None if mod.isdigit() else hcpcs_facts(src, mod, modifier=True)
+        entry: dict[str, Any] = {"system": "MODIFIER", "code": mod,
+                                 "description": facts["description"] if facts else None,
+                                 "source": facts["source"] if facts else None}
+        if mod.isdigit():
+            entry["note"] = "CPT modifier (AMA content; no descriptor shown)."
+        result.codes.append(entry)
+
+
+def _units(ext: Extraction, result: Analysis) -> dict[str, tuple[int, str]]:
+    """Units per procedure code: stated units first, else units derived from a stated dose."""
+    units: dict[str, tuple[int, str]] = {}
+    entries = {c["code"]: c for c in result.codes if c["system"] in ("CPT", "HCPCS")}
+    for u in ext.units:
+        code = u["code"]
+        if code in entries:
+            units[str(code)] = (int(u["units"]), f"stated: {u['text']}")  # type: ignore[call-overload]
+    for d in ext.doses:
+        code = d["code"]
+        entry = entries.get(str(code))
+        if entry is None:
+            continue
+        derived = checks.units_from_dose(d, entry.get("billing_unit"))
+        if derived is not None:
+            entry["units_from_dose"] = {"units": derived[0], "arithmetic": derived[1]}
+            units.setdefault(str(code), (derived[0], f"from dose: {derived[1]}"))
+    for code, (n, _) in units.items():
+        entries[code]["units"] = n
+    return units
+
+
+def search(session: Session, text: str, system: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+    """Ranked codes for free text, each with its descriptor and source release."""
+    with open_sources(session) as src:
+        kinds = {"ICD-10-CM": KIND_ICD10CM, "HCPCS": KIND_HCPCS, "MODIFIER": KIND_HCPCS, "CPT": KIND_CPT}
+        main_ids = [r.id for (k, _), r in src.releases.items()
+                    if k in (KIND_HCPCS, KIND_CPT, KIND_ICD10CM) and (system is None or kinds.get(system) == k)]
+        hits = search_backend.candidates(src.session, text, main_ids, system)
+        if src.icd_session is not src.session and system in (None, "ICD-10-CM"):
+            hits += search_backend.candidates(src.icd_session, text, [src.icd.id], system)
+        ranked = search_backend.rank(text, hits, limit)
+        icd_entries = icd.fetch(src, [str(r["code"]) for r in ranked if r["system"] == "ICD-10-CM"])
+        labels = {r.kind: r.name for r in src.releases.values()}
+        cpt_text = _cpt_descriptors(src, [str(r["code"]) for r in ranked if r["system"] == "CPT"])
+        for r in ranked:
+            code = str(r["code"])
+            if r["system"] == "ICD-10-CM":
+                e = icd_entries.get(code)
+                r.update(description=e.description if e else None, billable=e.billable if e else None,
+                         needs_7th_character=e.needs_7th if e else None, source=src.icd.name)
+            elif r["system"] == "CPT":
+                r.update(description=cpt_text.get(code), source=labels.get(KIND_CPT), copyright=CPT_NOTICE)
+            else:
+                r.update(description=r["matched"] if r["field"] == "descriptor" else None,
+                         source=labels.get(KIND_HCPCS))
+        return ranked
