@@ -15,14 +15,14 @@ demo: $(BIN)/caseconsultant
 	$(BIN)/caseconsultant demo
 
 test: $(BIN)/caseconsultant
-	$(BIN)/ruff check consultant workers tests bench
+	$(BIN)/ruff check .
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
 
 bench: $(BIN)/caseconsultant
 	$(BIN)/python -m bench
 
 lint: $(BIN)/caseconsultant
-	$(BIN)/ruff check consultant workers tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy consultant workers
 
 migration: $(BIN)/caseconsultant

@@ -11,7 +11,6 @@ import csv
 import json
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
