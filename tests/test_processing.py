@@ -172,3 +172,18 @@ def test_guest_registers_by_replying_to_the_notice(factory, settings):
         out = s.get(Outbox, confirmation)
         assert out.kind == "notice" and b"You are now registered" in out.raw
         assert "register me please" not in s.get(Case, m2.case_id).drafts[-1].text
+
+
+def test_approval_without_quota_holds_the_case_and_keeps_the_edit(factory, settings):
+    settings.quota.guest = 2
+    m1, _ = ingest(factory, settings, question_mail())
+    m2, _ = ingest(factory, settings, question_mail(subject="two"))
+    settings.quota.guest = 1  # the plan shrank after both were drafted
+    approve(factory, settings, m1.case_id, text="One.", by="c@cc.test")
+    with pytest.raises(ActionError, match="no answers left"):
+        approve(factory, settings, m2.case_id, text="Edited answer two.", by="c@cc.test")
+    with factory() as s:
+        case = s.get(Case, m2.case_id)
+        assert case.status == "held_quota"
+        assert case.drafts[-1].text == "Edited answer two." and case.drafts[-1].author == "c@cc.test"
+        assert s.execute(select(func.count(Outbox.id))).scalar_one() == 1

@@ -125,12 +125,13 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         quota = ledger.status(session, settings.quota, requester)
         charges = draft.kind == "answer"
         if charges and quota.answers_remaining <= 0:
-            case.status = HELD_QUOTA
-            session.add(AuditEvent(case_id=case.id, actor=by, action="held_quota",
-                                   detail=quota.as_json()))
-            raise ActionError(f"{requester.email} has no answers left on the {quota.plan} plan "
-                              f"({quota.answers_used} used); case {case_id} is held. Give more "
-                              "quota with `requesters add EMAIL --plan ...`.")
+            _hold_for_quota(session, case, by, quota)
+            refusal = (f"{requester.email} has no answers left on the {quota.plan} plan "
+                       f"({quota.answers_used} used); case {case_id} is held. Give more "
+                       "quota with `requesters add EMAIL --plan ...`.")
+            # Commit the hold (and the consultant's edit) rather than roll it back with a raise.
+            session.commit()
+            raise ActionError(refusal)
         remaining_after = quota.answers_remaining - (1 if charges else 0)
         # The suggested-answer marker lines are for the consultant, not the requester.
         body = approval.final_text(draft.text)
@@ -207,6 +208,13 @@ def add_note(factory: sessionmaker[Session], case_id: int, code_or_pair: str, te
         session.add(AuditEvent(case_id=case.id, actor=by, action="note_added",
                                detail={"note_id": note.id, "subject": note.subject}))
         return note.id
+
+
+def _hold_for_quota(session: Session, case: Case, by: str, quota: ledger.QuotaStatus) -> None:
+    case.status = HELD_QUOTA
+    if "held_quota" not in case.flags:
+        case.flags = [*case.flags, "held_quota"]
+    session.add(AuditEvent(case_id=case.id, actor=by, action="held_quota", detail=quota.as_json()))
 
 
 def reject(factory: sessionmaker[Session], case_id: int, *, reason: str, by: str) -> None:
