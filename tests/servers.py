@@ -67,6 +67,18 @@ def require_shared() -> Path:
     return path
 
 
+def stop_process(proc: subprocess.Popen | None, tmp: str | None) -> None:
+    """SIGTERM a server we started (SIGKILL if it lingers) and remove its temp directory."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # --- Redis ----------------------------------------------------------------------------------
 @dataclass
 class Server:
@@ -76,14 +88,7 @@ class Server:
     extra: dict = field(default_factory=dict)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if self.tmp:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        stop_process(self.proc, self.tmp)
 
 
 def start_redis() -> Server:
@@ -231,14 +236,7 @@ class ImapServer:
     tmp: str | None = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if self.tmp:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        stop_process(self.proc, self.tmp)
 
 
 def _greeting(port: int) -> bool:
