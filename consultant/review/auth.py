@@ -150,16 +150,14 @@ def authenticate(factory: sessionmaker[Session], email: str, password: str, ip: 
         return LoginResult(user)
 
 
-def prune_login_attempts(factory: sessionmaker[Session]) -> None:
-    with transaction(factory) as session:
-        session.execute(delete(LoginAttempt).where(LoginAttempt.at < utcnow() - 4 * FAILURE_WINDOW))
-
-
 # --- sessions -------------------------------------------------------------------------------
 def start_session(factory: sessionmaker[Session], user_id: int, ip: str) -> str:
     """Open a session; returns the raw token for the cookie (only its digest is stored)."""
     token = secrets.token_urlsafe(32)
     with transaction(factory) as session:
+        # Housekeeping on each login keeps both tables small without a scheduled job.
+        session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < utcnow()))
+        session.execute(delete(LoginAttempt).where(LoginAttempt.at < utcnow() - 4 * FAILURE_WINDOW))
         session.add(ConsoleSession(token_hash=_digest(token), user_id=user_id, ip=ip[:64],
                                    expires_at=utcnow() + SESSION_LIFETIME))
     return token

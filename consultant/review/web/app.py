@@ -118,9 +118,9 @@ class Console:
             return None
 
     def user(self, request: Request) -> ConsultantUser | None:
-        cached = getattr(request.state, "cc_user", False)
-        if cached is not False:
-            return cached  # type: ignore[no-any-return]
+        if hasattr(request.state, "cc_user"):
+            cached: ConsultantUser | None = request.state.cc_user
+            return cached
         token = self.session_token(request)
         user = auth.session_user(self.factory, token) if token else None
         request.state.cc_user = user
@@ -154,6 +154,13 @@ class Console:
 
 def console_of(request: Request) -> Console:
     return request.app.state.console  # type: ignore[no-any-return]
+
+
+async def posted(request: Request) -> tuple[Console, Any, ConsultantUser]:
+    """For form POST routes: the console, the CSRF-checked form and the logged-in user."""
+    console = console_of(request)
+    form = await console.checked_form(request)
+    return console, form, console.require_user(request)
 
 
 def client_ip(request: Request) -> str:

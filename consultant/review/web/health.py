@@ -7,6 +7,7 @@ show only counts and timestamps, never a requester, subject or URL with credenti
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -70,7 +71,7 @@ def healthz(request: Request) -> Response:
     console = console_of(request)
     checks = {"database": check_database(console.factory), "broker": check_broker(console.settings)}
     failing = [name for name, err in checks.items() if err]
-    body = {"status": "ok" if not failing else "unavailable",
+    body: dict[str, Any] = {"status": "ok" if not failing else "unavailable",
             "checks": {name: ("ok" if err is None else f"failed: {err}") for name, err in checks.items()}}
     if failing:
         body["failing"] = failing
@@ -92,7 +93,8 @@ def exposition(session: Session) -> str:
     """All metrics as Prometheus text (format 0.0.4), computed from the database."""
     lines: list[str] = []
 
-    def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
+    def metric(name: str, kind: str, help_text: str,
+               samples: Sequence[tuple[dict[str, str], float]]) -> None:
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
@@ -134,7 +136,7 @@ def exposition(session: Session) -> str:
 
     rows = session.execute(select(Case.created_at, Case.drafted_at).where(Case.drafted_at.is_not(None))
                            .order_by(Case.id.desc()).limit(LATENCY_SAMPLE)).all()
-    latencies = sorted(max(0.0, (d - c).total_seconds()) for c, d in rows)
+    latencies = sorted(max(0.0, (d - c).total_seconds()) for c, d in rows if d is not None)
     samples: list[tuple[dict[str, str], float]] = [
         ({"quantile": str(q)}, _quantile(latencies, q)) for q in LATENCY_QUANTILES]
     samples += [({"__suffix": "sum"}, sum(latencies)), ({"__suffix": "count"}, len(latencies))]

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from consultant.quota import ledger
 from consultant.review import actions, auth
 from consultant.review.web import queries
-from consultant.review.web.app import console_of
+from consultant.review.web.app import console_of, posted
 
 router = APIRouter()
 
@@ -56,9 +56,7 @@ def account_page(request: Request) -> Response:
 
 @router.post("/account/token")
 async def new_token(request: Request) -> Response:
-    console = console_of(request)
-    form = await console.checked_form(request)
-    user = console.require_user(request)
+    console, form, user = await posted(request)
     name = str(form.get("name") or "")[:128]
     token = auth.mint_token(console.factory, user.email, name)
     # Shown once, in this response only; the database keeps its digest.

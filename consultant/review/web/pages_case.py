@@ -19,7 +19,7 @@ from consultant.mail.rules import CHAIN
 from consultant.models import AWAITING_REVIEW, NEEDS_INFO, Case
 from consultant.review import actions
 from consultant.review.web import mailview, queries
-from consultant.review.web.app import Console, console_of
+from consultant.review.web.app import Console, console_of, posted
 from consultant.views import case_json
 
 router = APIRouter()
@@ -116,9 +116,7 @@ def _run(console: Console, case_id: int, done: str, call: Any) -> Response:
 
 @router.post("/cases/{case_id}/save")
 async def save(request: Request, case_id: int) -> Response:
-    console = console_of(request)
-    form = await console.checked_form(request)
-    user = console.require_user(request)
+    console, form, user = await posted(request)
     text = _text(form)
     return _run(console, case_id, "Draft saved.",
                 lambda: actions.edit_draft(console.factory, case_id, text, by=user.email))
@@ -126,9 +124,7 @@ async def save(request: Request, case_id: int) -> Response:
 
 @router.post("/cases/{case_id}/approve")
 async def approve(request: Request, case_id: int) -> Response:
-    console = console_of(request)
-    form = await console.checked_form(request)
-    user = console.require_user(request)
+    console, form, user = await posted(request)
     text = _text(form)
     if not text.strip():
         return console.redirect(f"/cases/{case_id}", "Refusing to send an empty answer.", "error")
@@ -149,9 +145,7 @@ async def approve(request: Request, case_id: int) -> Response:
 
 @router.post("/cases/{case_id}/request-info")
 async def request_info(request: Request, case_id: int) -> Response:
-    console = console_of(request)
-    form = await console.checked_form(request)
-    user = console.require_user(request)
+    console, form, user = await posted(request)
     text = _text(form)
     try:
         effects = actions.request_info(console.factory, console.settings, case_id, text=text,
@@ -165,9 +159,7 @@ async def request_info(request: Request, case_id: int) -> Response:
 
 @router.post("/cases/{case_id}/reject")
 async def reject(request: Request, case_id: int) -> Response:
-    console = console_of(request)
-    form = await console.checked_form(request)
-    user = console.require_user(request)
+    console, form, user = await posted(request)
     reason = _text(form, "reason")
     return _run(console, case_id, "Case rejected; nothing will be sent.",
                 lambda: actions.reject(console.factory, case_id, reason=reason, by=user.email))
@@ -175,9 +167,7 @@ async def reject(request: Request, case_id: int) -> Response:
 
 @router.post("/cases/{case_id}/assign")
 async def assign(request: Request, case_id: int) -> Response:
-    console = console_of(request)
-    form = await console.checked_form(request)
-    user = console.require_user(request)
+    console, form, user = await posted(request)
     to = None if form.get("release") else user.email
     return _run(console, case_id, "Assigned to you." if to else "Released.",
                 lambda: actions.assign(console.factory, case_id, to=to, by=user.email))
@@ -185,9 +175,7 @@ async def assign(request: Request, case_id: int) -> Response:
 
 @router.post("/cases/{case_id}/note")
 async def add_note(request: Request, case_id: int) -> Response:
-    console = console_of(request)
-    form = await console.checked_form(request)
-    user = console.require_user(request)
+    console, form, user = await posted(request)
     if notes_module() is None:
         raise HTTPException(status_code=503, detail="knowledge notes are not available yet")
     text, subject = _text(form), _text(form, "subject")

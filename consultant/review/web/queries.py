@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, cast, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from consultant.models import (
@@ -78,7 +78,7 @@ def queue(session: Session, settings: Settings, *, status: str = "open", q: str 
     if q:
         like = f"%{q.lower()}%"
         # Codes live in a JSON column; its text form is searchable on SQLite and PostgreSQL.
-        conditions = [func.lower(Requester.email).like(like), func.lower(Case.subject).like(like),
+        conditions: list[ColumnElement[bool]] = [func.lower(Requester.email).like(like), func.lower(Case.subject).like(like),
                       func.lower(cast(Case.codes, String)).like(like)]
         digits = q.upper().removeprefix("CC-")
         if digits.isdigit():

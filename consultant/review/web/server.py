@@ -30,7 +30,7 @@ class ConsoleServer:
                                 log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)
         # Signal handlers belong to the main thread (services.wait_forever installs its own).
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.server.run, name="console-http", daemon=True)
 
     @property
