@@ -96,7 +96,7 @@ def test_codes_answer_503_until_the_knowledge_base_offers_them(console, api, mon
 
     monkeypatch.setattr(codes_api, "lookup", lambda session, code: {"system": "CPT", "code": code}
                         if code == "99214" else None, raising=False)
-    monkeypatch.setattr(codes_api, "search", lambda session, q, limit=20: [{"code": "99214"}],
+    monkeypatch.setattr(codes_api, "search", lambda session, q, system=None, limit=10: [{"code": "99214"}],
                         raising=False)
     assert api.get("/api/v1/codes/99214").json() == {"system": "CPT", "code": "99214"}
     assert api.get("/api/v1/codes/00000").status_code == 404
@@ -110,3 +110,13 @@ def test_openapi_describes_the_api(console):
                  "/requesters/{email}", "/requesters/{email}/plan", "/codes/{code}", "/codes/search"):
         assert path in spec["paths"], path
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
+def test_codes_come_from_the_knowledge_base(console, api):
+    found = api.get("/api/v1/codes/search", params={"q": "type 2 diabetes with diabetic chronic kidney disease",
+                                                    "system": "ICD-10-CM"})
+    assert found.status_code == 200, found.text
+    assert "E11.22" in [hit["code"] for hit in found.json()]
+    shown = api.get("/api/v1/codes/e11.22")
+    assert shown.status_code == 200 and shown.json()["code"] == "E11.22"
+    assert api.get("/api/v1/codes/ZZZ99").status_code == 404

@@ -179,18 +179,20 @@ def create_api(console: Console) -> FastAPI:
 
     @api.get("/codes/search", summary="Search code descriptors")
     def search_codes(user: User, q: Annotated[str, Query(min_length=2, max_length=200)],
-                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Any:
+                     system: Annotated[str | None, Query(
+                         description="CPT, HCPCS, ICD-10-CM or MODIFIER")] = None,
+                     limit: Annotated[int, Query(ge=1, le=100)] = 10) -> Any:
         search = _codes_function("search")
         with console.factory() as session:
-            return _jsonable(search(session, q, limit=limit))
+            return _jsonable(search(session, q, system=system, limit=limit))
 
-    @api.get("/codes/{code}", summary="One code with its descriptor and edits")
-    def show_code(code: str, user: User, system: str | None = None) -> Any:
+    @api.get("/codes/{code}", summary="One code: descriptor, release and edits")
+    def show_code(code: str, user: User) -> Any:
         lookup = _codes_function("lookup")
         with console.factory() as session:
-            result = lookup(session, code, system=system) if system else lookup(session, code)
-            if result is None:
-                raise HTTPException(status_code=404, detail=f"no code {code!r}")
-            return _jsonable(result)
+            result = lookup(session, code.strip().upper())
+        if result is None:
+            raise HTTPException(status_code=404, detail=f"no release knows code {code!r}")
+        return _jsonable(result)
 
     return api
