@@ -129,8 +129,8 @@ def backdate(live: Live, case_id: int, hours: float) -> None:
 
 def test_log_in_edit_approve_and_the_answer_arrives(live, page, tmp_path):
     oldest = live.case(sender="coder@ortho-clinic.test", subject="Modifier 25 with 99214 and 20610 on the same day?",
-                       body="Established patient, knee injection 20610 and a separate E/M 99214. "
-                            "Commercial payer. Is modifier 25 appropriate?")
+                       body="Established patient, knee injection 20610 and a separate E/M 99214 "
+                            "on DOS 2026-05-04, office, Medicare. Is modifier 25 appropriate?")
     others = [
         live.case(sender="billing@radonc.test", subject="Can 77301 and 77338 be billed together?"),
         live.case(sender="pharmacy@hospital.test", subject="J1885 units for 60 mg ketorolac?",

@@ -55,7 +55,8 @@ def test_queue_lists_open_cases_oldest_first_against_the_target(console):
 
 
 def test_queue_filters_by_status_and_searches_requester_and_code(console):
-    kept = console.case(sender="alpha@clinic.test", subject="Modifier 25 with 99214?")
+    kept = console.case(sender="alpha@clinic.test", subject="Modifier question",
+                        body="Is modifier 25 needed on 99214 with 20610, DOS 2026-05-01?")
     other = console.case(sender="beta@clinic.test", subject="J1885 units")
     client = console.logged_in()
     post(client, f"/cases/{other}/reject", reason="duplicate of another case")
@@ -65,6 +66,8 @@ def test_queue_filters_by_status_and_searches_requester_and_code(console):
     assert f'data-case="{other}"' in rejected and f'data-case="{kept}"' not in rejected
     found = client.get("/queue", params={"status": "all", "q": "ALPHA@"}).text
     assert f'data-case="{kept}"' in found and f'data-case="{other}"' not in found
+    by_code = client.get("/queue", params={"q": "20610"}).text  # only in the body's codes
+    assert f'data-case="{kept}"' in by_code
     by_number = client.get("/queue", params={"status": "all", "q": f"CC-{other}"}).text
     assert f'data-case="{other}"' in by_number and f'data-case="{kept}"' not in by_number
 
