@@ -58,3 +58,11 @@ def test_metrics_expose_pipeline_state(console):
     for line in lines:
         if line and not line.startswith("#"):
             float(line.rsplit(" ", 1)[1])
+
+
+def test_the_embedded_sqlite_broker_is_checked_too(console, tmp_path):
+    console.settings.broker.url = f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
+    assert console.client().get("/healthz").status_code == 200
+    console.settings.broker.url = f"sqla+sqlite:///{tmp_path / 'missing-dir' / 'broker.sqlite'}"
+    response = console.client().get("/healthz")
+    assert response.status_code == 503 and response.json()["failing"] == ["broker"]

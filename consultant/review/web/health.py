@@ -55,6 +55,16 @@ def check_broker(settings: Settings, timeout: float = 3.0) -> str | None:
                 client.ping()
             finally:
                 client.close()
+        elif url.startswith("sqla+"):
+            # kombu's SQLAlchemy transport connects lazily, so ask the database itself.
+            from sqlalchemy import create_engine
+
+            engine = create_engine(url[len("sqla+"):])
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            finally:
+                engine.dispose()
         else:
             from kombu import Connection
 
