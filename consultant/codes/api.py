@@ -126,6 +126,12 @@ def _resolve(src: Sources, ext: Extraction, result: Analysis) -> list[dict[str, 
                     "modifiers": m.modifiers,
                 })
                 continue
+            if hcpcs_rel is None:
+                # No HCPCS data to tell J1100 (HCPCS) from J11.00 (ICD-10-CM): HCPCS by format.
+                by_format.append(m.code)
+                result.codes.append({"system": "HCPCS", "code": m.code, "description": None,
+                                     "source": None, "modifiers": m.modifiers, "note": NO_HCPCS_RELEASE})
+                continue
         dotted = icd.normalise(m.code)
         if dotted:
             icd_wanted.setdefault(dotted, m)
@@ -138,15 +144,10 @@ def _resolve(src: Sources, ext: Extraction, result: Analysis) -> list[dict[str, 
                 "source": src.icd.name, "billable": entry_icd.billable, "header": entry_icd.header,
                 "needs_7th_character": entry_icd.needs_7th,
             })
-        elif m.kind == "alnum" and HCPCS_RE.match(m.code) and hcpcs_rel is None:
-            by_format.append(m.code)
-            result.codes.append({"system": "HCPCS", "code": m.code, "description": None, "source": None,
-                                 "modifiers": m.modifiers, "note": NO_HCPCS_RELEASE})
         elif m.kind == "icd" or (m.code[:1].isupper() and len(m.code) >= 4 and m.raw.isupper()):
-            known = [r.name for r in (hcpcs_rel,) if r and HCPCS_RE.match(m.code)] + [src.icd.name]
+            looked = ([hcpcs_rel.name] if hcpcs_rel and HCPCS_RE.match(m.code) else []) + [src.icd.name]
             result.findings.append(checks.finding(
-                "unknown_code", [m.raw], f"{m.raw} is not a code in {' or '.join(known)}.", src.icd.name
-                if not HCPCS_RE.match(m.code) else (hcpcs_rel.name if hcpcs_rel else src.icd.name)))
+                "unknown_code", [m.raw], f"{m.raw} is not a code in {' or '.join(looked)}.", looked[0]))
     if by_format:
         result.findings.append(checks.finding(
             "release_missing", by_format,

@@ -71,17 +71,16 @@ def cache_dir() -> Path:
 def _build(target: Path, xml: Path, name: str) -> None:
     """Import the package XML into a fresh SQLite file, then move it into place atomically."""
     from consultant.codes.releases import import_release
-    from consultant.db import Base, make_engine, make_session_factory
+    from consultant.db import Base, make_session_factory
 
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp")
     os.close(fd)
-    engine = make_engine(f"sqlite:///{tmp}")
+    # A plain engine (rollback journal, not WAL): the result is one self-contained file.
+    engine = create_engine(f"sqlite:///{tmp}")
     try:
         tables = [t for n, t in Base.metadata.tables.items() if n.startswith("codes_")]
         Base.metadata.create_all(engine, tables=tables)
         import_release(make_session_factory(engine), KIND_ICD10CM, xml, name=name)
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=DELETE")  # one self-contained file
         engine.dispose()
         os.replace(tmp, target)  # concurrent builders: the last rename wins, both are complete
     finally:

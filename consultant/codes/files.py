@@ -7,10 +7,13 @@ import hashlib
 import io
 import sys
 import time
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, TypeVar
+
+T = TypeVar("T")
 
 
 class ImportFormatError(ValueError):
@@ -21,6 +24,28 @@ class ImportFormatError(ValueError):
         super().__init__(f"{where}, field {field}: {problem}")
         self.line = line
         self.field = field
+
+
+# What a truncated or corrupt .gz raises while being read.
+CORRUPT_ERRORS: tuple[type[BaseException], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def numbered(lines: Iterable[T], path: Path, first: int = 1) -> Iterator[tuple[int, T]]:
+    """``enumerate`` that turns a corrupt/truncated compressed stream into ImportFormatError.
+
+    The error surfaces while the *next* line is being read, so it names that line.
+    """
+    it = iter(lines)
+    lineno = first
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except CORRUPT_ERRORS as exc:
+            raise ImportFormatError(path, lineno, "file", f"truncated or corrupt compressed data ({exc})") from None
+        yield lineno, item
+        lineno += 1
 
 
 def sha256_file(path: Path) -> str:

@@ -211,8 +211,8 @@ def procedure_facts(src: Sources, code: str, system: str, hcpcs: dict[str, Any] 
 def facts_for(src: Sources, raw: str) -> dict[str, Any] | None:
     """The facts for ``raw`` in whichever system knows it; None if no system does.
 
-    A letter + 4 digits is HCPCS when the HCPCS release has it, else ICD-10-CM written without
-    its dot when that exists (E1122), else HCPCS by format only if no HCPCS release is loaded.
+    A letter + 4 digits is HCPCS when the HCPCS release has it; with no HCPCS release loaded it
+    is HCPCS by format (noting an ICD-10-CM reading); otherwise ICD-10-CM without its dot (E1122).
     """
     code = raw.strip().upper().lstrip("-")
     if CPT_RE.match(code):
@@ -221,13 +221,17 @@ def facts_for(src: Sources, raw: str) -> dict[str, Any] | None:
         found = hcpcs_facts(src, code)
         if found is not None:
             return procedure_facts(src, code, "HCPCS", found)
+        if src.get(KIND_HCPCS) is None:
+            facts = procedure_facts(src, code, "HCPCS")
+            dotted = icd.normalise(code)
+            if dotted and icd.fetch(src, [dotted]):
+                facts["note"] += f" Read with a dot, {dotted} is an ICD-10-CM code."
+            return facts
     dotted = icd.normalise(code)
     if dotted:
         found_icd = icd_facts(src, dotted)
         if found_icd is not None:
             return found_icd
-    if HCPCS_RE.match(code) and src.get(KIND_HCPCS) is None:
-        return procedure_facts(src, code, "HCPCS")
     if MODIFIER_RE.match(code):
         found_mod = hcpcs_facts(src, code, modifier=True)
         if found_mod is not None or not code.isdigit():

@@ -18,8 +18,15 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from consultant.codes.bulk import bulk_insert
-from consultant.codes.files import ImportFormatError, ProgressFn, logical_name, open_data, read_all
+from consultant.codes.files import (
+    ImportFormatError,
+    ProgressFn,
+    logical_name,
+    numbered,
+    open_data,
+)
 from consultant.codes.importers import LoadResult, dumps
+from consultant.codes.importers.tabular import xlsx_raw_rows
 
 # (field, first position, last position), 1-based inclusive, from the CMS record layout.
 LAYOUT: list[tuple[str, int, int]] = [
@@ -76,21 +83,23 @@ def _iso(value: str, where: Path, line: int, name: str) -> str | None:
         raise ImportFormatError(where, line, name, f"not a YYYYMMDD date: {value!r}") from None
 
 
-def _records_txt(data_text: io.TextIOBase) -> Iterator[tuple[int, dict[str, str]]]:
-    for lineno, raw in enumerate(data_text, start=1):
+def _records_txt(data_text: io.TextIOBase, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    for lineno, raw in numbered(data_text, path):
         line = raw.rstrip("\r\n")
         if not line.strip():
             continue
+        if line[10:11] in ("3", "7") and len(line) < LAYOUT[-1][2]:
+            # A first record cut short (truncated file): name the first field it lacks.
+            missing = next(name for name, a, b in LAYOUT if b > len(line))
+            raise ImportFormatError(path, lineno, missing, f"record ends at byte {len(line)} (truncated?)")
         yield lineno, {name: line[a - 1 : b] for name, a, b in LAYOUT}
 
 
-def _records_xlsx(content: bytes) -> Iterator[tuple[int, dict[str, str]]]:
-    import openpyxl
-
-    wb = openpyxl.load_workbook(io.BytesIO(content), read_only=True)
-    rows = wb.worksheets[0].iter_rows(values_only=True)
-    header = [str(h).strip() if h is not None else "" for h in next(rows)]
-    for rowno, row in enumerate(rows, start=2):
+def _records_xlsx(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    rows = xlsx_raw_rows(path)
+    _, first = next(rows, (1, ()))
+    header = [str(h).strip() if h is not None else "" for h in first]
+    for rowno, row in rows:
         if not any(v not in (None, "") for v in row):
             continue
         yield rowno, {h: "" if v is None else str(v) for h, v in zip(header, row, strict=False)}
@@ -133,7 +142,8 @@ def _row(release_id: int, e: _Entry) -> tuple[object, ...]:
         value = f.get(name, "").strip()
         if value:
             extra[key] = value
-    long = " ".join(part for part in e.long if part)
+    # Whitespace collapsed: the text file wraps at 80 characters, the xlsx keeps stray doubles.
+    long = " ".join(" ".join(e.long).split())
     return (
         release_id, e.code, e.is_modifier, long, f.get("SHORT DESCRIPTION", "").strip(),
         f.get("COV", "").strip() or None, f.get("ADD DT") or None, f.get("ACT EFF DT") or None,
@@ -155,10 +165,10 @@ def load(session: Session, release_id: int, path: Path, progress: ProgressFn) ->
     name = logical_name(path).lower()
     rows: list[tuple[object, ...]]
     if name.endswith(".xlsx"):
-        rows = [_row(release_id, e) for e in _entries(_records_xlsx(read_all(path)), path)]
+        rows = [_row(release_id, e) for e in _entries(_records_xlsx(path), path)]
     else:
         with open_data(path) as data:
-            rows = [_row(release_id, e) for e in _entries(_records_txt(data.text("latin-1", "")), path)]  # type: ignore[arg-type]
+            rows = [_row(release_id, e) for e in _entries(_records_txt(data.text("latin-1", ""), path), path)]  # type: ignore[arg-type]
     if not rows:
         raise ImportFormatError(path, None, "RECID", "no HCPCS records found")
     count = bulk_insert(

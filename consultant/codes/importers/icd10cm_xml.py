@@ -18,7 +18,13 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from consultant.codes.bulk import bulk_insert
-from consultant.codes.files import ImportFormatError, ProgressFn, logical_name, open_data
+from consultant.codes.files import (
+    CORRUPT_ERRORS,
+    ImportFormatError,
+    ProgressFn,
+    logical_name,
+    open_data,
+)
 from consultant.codes.importers import LoadResult, dumps
 
 # XML element -> notes key.  Order is the order notes are shown in.
@@ -90,6 +96,8 @@ def parse_tabular(stream, source: Path) -> tuple[str, list[IcdRow], list[tuple[s
     """Parse the tabular XML; return (version, rows, search terms (code, field, text))."""
     try:
         root = ET.parse(stream).getroot()
+    except CORRUPT_ERRORS as exc:
+        raise ImportFormatError(source, None, "file", f"truncated or corrupt compressed data ({exc})") from None
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
         raise ImportFormatError(source, line, "xml", f"not well-formed XML ({exc})") from None

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consultant.codes.bulk import bulk_insert
-from consultant.codes.files import ImportFormatError, ProgressFn, logical_name, open_data
+from consultant.codes.files import ImportFormatError, ProgressFn, logical_name, numbered, open_data
 from consultant.codes.importers import LoadResult
 from consultant.codes.models import PtpRationale
 
@@ -107,12 +107,12 @@ class _Parser:
     def cms_text(self, lines: Iterator[str]) -> Iterator[tuple[object, ...]]:
         """CMS tab-separated parts: skip notice/header lines, then every line must be an edit."""
         started = False
-        for lineno, raw in enumerate(lines, start=1):
+        for lineno, raw in numbered(lines, self.path):
             line = raw.rstrip("\r\n")
             if not line.strip():
                 continue
             cells = line.split("\t")
-            looks_like_data = (len(cells) >= 6 and CODE_RE.fullmatch(cells[0].strip()) is not None
+            looks_like_data = (len(cells) >= 4 and CODE_RE.fullmatch(cells[0].strip()) is not None
                                and DATE_RE.fullmatch(cells[3].strip()) is not None)
             if not started:
                 if not looks_like_data:
@@ -146,7 +146,7 @@ class _Parser:
         idel = idx["in_force_through"] if ioce else idx["deletion_date"]
         ir = idx.get("ptp_edit_rationale")
         width = len(header)
-        for lineno, c in enumerate(reader, start=2):
+        for lineno, c in numbered(reader, self.path, first=2):
             if len(c) != width:
                 if not any(c):
                     continue

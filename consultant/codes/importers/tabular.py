@@ -12,23 +12,43 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
-from consultant.codes.files import DataFile, ImportFormatError, logical_name, read_all
+from consultant.codes.files import (
+    CORRUPT_ERRORS,
+    DataFile,
+    ImportFormatError,
+    logical_name,
+    numbered,
+    read_all,
+)
+
+
+def xlsx_raw_rows(path: Path) -> Iterator[tuple[int, tuple[object, ...]]]:
+    """(row number, cell values) of the first sheet; a damaged workbook is an ImportFormatError."""
+    import zipfile
+
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(read_all(path)), read_only=True)
+        yield from enumerate(wb.worksheets[0].iter_rows(values_only=True), start=1)
+    except (zipfile.BadZipFile, KeyError, OSError, *CORRUPT_ERRORS) as exc:
+        raise ImportFormatError(path, None, "workbook", f"not a readable xlsx file ({exc})") from None
 
 
 def xlsx_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(row number, cells as stripped strings) of the first sheet."""
-    import openpyxl
-
-    wb = openpyxl.load_workbook(io.BytesIO(read_all(path)), read_only=True)
-    for rowno, row in enumerate(wb.worksheets[0].iter_rows(values_only=True), start=1):
+    for rowno, row in xlsx_raw_rows(path):
         yield rowno, ["" if v is None else str(v).strip() for v in row]
 
 
 def text_rows(data: DataFile, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """(line number where the record ends, cells) of a CSV or tab-separated file."""
     reader = csv.reader(data.text(encoding, newline=""), delimiter=delimiter)
-    for cells in reader:
-        yield reader.line_num, [c.strip() for c in cells]
+    try:
+        for _, cells in numbered(reader, data.path):
+            yield reader.line_num, [c.strip() for c in cells]
+    except csv.Error as exc:
+        raise ImportFormatError(data.path, reader.line_num, "record", f"malformed CSV ({exc})") from None
 
 
 def rows_after_header(
