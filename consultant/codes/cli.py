@@ -83,7 +83,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings, factory: Factory) -> 
     from consultant.codes.api import lookup
 
     with factory() as session:
-        facts = lookup(session, args.code)
+        facts = lookup(session, args.code, ptp_limit=None if args.all else 50)
     if facts is None:
         return _error(f"{args.code}: not a code in any loaded release")
     if args.json:
@@ -172,6 +172,7 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("show", help="everything known about a code, with sources")
     p.add_argument("code")
+    p.add_argument("--all", action="store_true", help="list every PTP edit (default: first 50)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_show)
 

@@ -51,7 +51,7 @@ LOOKALIKES = [
 ]
 CODE_RE = re.compile(
     r"(?<![\w$#])(?:"
-    r"(?P<cpt>\d{4}[FTU]|\d{5})"
+    r"(?P<cpt>\d{4}[AFMTU]|\d{5})"
     r"|(?P<icddot>[A-Z]\d[0-9A-Z]\.[0-9A-Z]{1,4})"
     r"|(?P<alnum>[A-Z]\d[0-9A-Z]{1,5})"
     r")(?![\w.]\w)",
@@ -204,6 +204,11 @@ def extract(text: str) -> Extraction:
         for tok in filter(None, (m.group(1), m.group(2))):
             if tok in BARE_MODIFIERS:
                 _add_modifier(out, tok, m.start(), text, "bare")
+    # Units and doses are read with the codes masked too ("96372 units: 2" is 2 units).
+    chars = list(masked)
+    for mention in out.mentions:
+        chars[mention.start:mention.end] = "#" * (mention.end - mention.start)
+    masked = "".join(chars)
     for m in UNITS_RE.finditer(masked):
         value = int(next(v for v in (m.group("a"), m.group("b"), m.group("c"), m.group("d")) if v))
         near = _nearest(out.mentions, m.start(), text, ("cpt", "alnum"))

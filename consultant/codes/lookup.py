@@ -14,7 +14,7 @@ from consultant.codes.meanings import AOC_TYPE, HCPCS_COVERAGE, HCPCS_PRICING, M
 from consultant.codes.models import KIND_AOC, KIND_CPT, KIND_HCPCS, KIND_MUE, KIND_PTP
 from consultant.codes.sources import Sources, open_sources
 
-CPT_RE = re.compile(r"^(?:\d{5}|\d{4}[FTU])$")
+CPT_RE = re.compile(r"^(?:\d{5}|\d{4}[AFMTU])$")
 HCPCS_RE = re.compile(r"^[A-V][0-9]{4}$")
 MODIFIER_RE = re.compile(r"^[A-Z0-9]{2}$")
 CPT_NOTICE = (
@@ -143,7 +143,7 @@ def rationale_names(src: Sources) -> dict[int, str]:
     return {r.id: r.text for r in _rows(src, "SELECT id, text FROM codes_ptp_rationale")}
 
 
-def ptp_facts(src: Sources, code: str, limit: int = PTP_LIST_LIMIT) -> list[dict[str, Any]]:
+def ptp_facts(src: Sources, code: str, limit: int | None = PTP_LIST_LIMIT) -> list[dict[str, Any]]:
     """Edits in force today (no deletion date) with the code as column 1 and as column 2."""
     out = []
     rationales: dict[int, str] | None = None
@@ -154,7 +154,8 @@ def ptp_facts(src: Sources, code: str, limit: int = PTP_LIST_LIMIT) -> list[dict
                                "AND deletion_date IS NULL AND modifier_indicator <> 9", r=rel.id, c=code)[0].n
             rows = _rows(src, f"SELECT * FROM codes_ptp WHERE release_id = :r AND {col} = :c "
                               "AND deletion_date IS NULL AND modifier_indicator <> 9 "
-                              "ORDER BY column_1, column_2 LIMIT :n", r=rel.id, c=code, n=limit)
+                              "ORDER BY column_1, column_2 LIMIT :n", r=rel.id, c=code,
+                             n=limit if limit is not None else total)
             if rows and rationales is None:
                 rationales = rationale_names(src)
             entry[side] = {"in_force": total, "shown": len(rows),
@@ -187,7 +188,8 @@ def icd_facts(src: Sources, code: str) -> dict[str, Any] | None:
 NO_HCPCS_RELEASE = "No HCPCS release is loaded (caseconsultant codes import hcpcs FILE)."
 
 
-def procedure_facts(src: Sources, code: str, system: str, hcpcs: dict[str, Any] | None = None) -> dict[str, Any]:
+def procedure_facts(src: Sources, code: str, system: str, hcpcs: dict[str, Any] | None = None,
+                    ptp_limit: int | None = PTP_LIST_LIMIT) -> dict[str, Any]:
     """CPT/HCPCS: descriptor (HCPCS or licensed CPT), MUE, add-on, PTP."""
     facts: dict[str, Any]
     if system == "HCPCS":
@@ -204,11 +206,11 @@ def procedure_facts(src: Sources, code: str, system: str, hcpcs: dict[str, Any] 
             facts["note"] = CPT_NO_DESCRIPTOR
     facts["mue"] = mue_facts(src, code)
     facts["addon"] = aoc_facts(src, code)
-    facts["ptp"] = ptp_facts(src, code)
+    facts["ptp"] = ptp_facts(src, code, ptp_limit)
     return facts
 
 
-def facts_for(src: Sources, raw: str) -> dict[str, Any] | None:
+def facts_for(src: Sources, raw: str, ptp_limit: int | None = PTP_LIST_LIMIT) -> dict[str, Any] | None:
     """The facts for ``raw`` in whichever system knows it; None if no system does.
 
     A letter + 4 digits is HCPCS when the HCPCS release has it; with no HCPCS release loaded it
@@ -216,13 +218,13 @@ def facts_for(src: Sources, raw: str) -> dict[str, Any] | None:
     """
     code = raw.strip().upper().lstrip("-")
     if CPT_RE.match(code):
-        return procedure_facts(src, code, "CPT")
+        return procedure_facts(src, code, "CPT", ptp_limit=ptp_limit)
     if HCPCS_RE.match(code):
         found = hcpcs_facts(src, code)
         if found is not None:
-            return procedure_facts(src, code, "HCPCS", found)
+            return procedure_facts(src, code, "HCPCS", found, ptp_limit)
         if src.get(KIND_HCPCS) is None:
-            facts = procedure_facts(src, code, "HCPCS")
+            facts = procedure_facts(src, code, "HCPCS", ptp_limit=ptp_limit)
             dotted = icd.normalise(code)
             if dotted and icd.fetch(src, [dotted]):
                 facts["note"] += f" Read with a dot, {dotted} is an ICD-10-CM code."
@@ -241,7 +243,11 @@ def facts_for(src: Sources, raw: str) -> dict[str, Any] | None:
     return None
 
 
-def lookup(session: Session, code: str) -> dict[str, Any] | None:
-    """The facts ``codes show --json`` prints for ``code``, or None when no release knows it."""
+def lookup(session: Session, code: str, *, ptp_limit: int | None = PTP_LIST_LIMIT) -> dict[str, Any] | None:
+    """The facts ``codes show --json`` prints for ``code``, or None when no release knows it.
+
+    PTP edits in force are listed up to ``ptp_limit`` per direction (None: all; the counts are
+    always complete) -- 99214 alone is column 2 of thousands of edits.
+    """
     with open_sources(session) as src:
-        return facts_for(src, code)
+        return facts_for(src, code, ptp_limit)

@@ -53,11 +53,16 @@ def unindex_release(session: Session, release_id: int) -> None:
         )
 
 
-def words(value: str) -> list[str]:
+# Dropped when *finding* candidates (too common), but they still tell matches apart when ranking:
+# "Traumatic subdural hemorrhage NOS" is an inclusion term of S06.5XA, not of header S06.5.
+RANK_KEEP = frozenset({"nos", "unspecified", "without", "other"})
+
+
+def words(value: str, keep: frozenset[str] = frozenset()) -> list[str]:
     """Lower-case words of ``value`` without stopwords (duplicates removed, order kept)."""
     seen: dict[str, None] = {}
     for w in _WORD.findall(value.lower()):
-        if w not in STOPWORDS:
+        if w not in STOPWORDS or w in keep:
             seen.setdefault(w, None)
     return list(seen)
 
@@ -133,10 +138,10 @@ def candidates(
 
 def rank(query: str, hits: Iterable[Hit], limit: int) -> list[dict[str, object]]:
     """Order hits by query words covered, then by text length; one entry per code."""
-    wanted = {_stem(t) for t in words(query)}
+    wanted = {_stem(t) for t in words(query, RANK_KEEP)}
     scored = []
     for hit in hits:
-        body_words = {_stem(w) for w in words(hit.body)}
+        body_words = {_stem(w) for w in words(hit.body, RANK_KEEP)}
         covered = len(wanted & body_words)
         prefix = sum(1 for t in wanted - body_words if any(b.startswith(t) for b in body_words))
         extra = len(body_words - wanted)

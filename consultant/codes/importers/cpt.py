@@ -16,7 +16,7 @@ from consultant.codes.files import ImportFormatError, ProgressFn, logical_name, 
 from consultant.codes.importers import LoadResult
 from consultant.codes.importers.tabular import text_rows
 
-CPT_RE = re.compile(r"^(?:\d{5}|\d{4}[FTU])$")
+CPT_RE = re.compile(r"^(?:\d{5}|\d{4}[AFMTU])$")
 
 
 def _parse(rows, path: Path, release_id: int):  # type: ignore[no-untyped-def]
