@@ -215,10 +215,20 @@ def _icd_from_api(session: Session, code: str) -> tuple[str, bool, dict[str, lis
         return None
     if not isinstance(found, dict) or not found.get("description"):
         return None
-    notes = found.get("notes") or {}
     return (str(found["description"]), bool(found.get("billable", True)),
-            {k: list(v) for k, v in notes.items() if isinstance(v, list)},
-            str(found.get("source") or ICD_BUILTIN_LABEL))
+            _notes_by_kind(found.get("notes")), str(found.get("source") or ICD_BUILTIN_LABEL))
+
+
+def _notes_by_kind(notes: Any) -> dict[str, list[str]]:
+    """lookup() gives notes as a list of {kind, from, notes} (own and inherited); group by kind."""
+    if isinstance(notes, dict):
+        return {k: list(v) for k, v in notes.items() if isinstance(v, list)}
+    grouped: dict[str, list[str]] = {}
+    for entry in notes or []:
+        if isinstance(entry, dict) and isinstance(entry.get("notes"), list):
+            bucket = grouped.setdefault(str(entry.get("kind")), [])
+            bucket.extend(n for n in entry["notes"] if n not in bucket)
+    return grouped
 
 
 def _icd_from_table(session: Session, code: str) -> tuple[str, bool, dict[str, list[str]], str] | None:
