@@ -1,0 +1,155 @@
+"""``python -m bench [--quick] [--only SECTION ...]``: run the benchmarks, print the table, write
+``bench/results.json`` and ``bench/machine.json``.
+
+Sizes can also be set from the environment (``BENCH_QUICK=1``, ``BENCH_RATES=5,20,50``,
+``BENCH_CASE_SIZES=1000,100000``, ``BENCH_MAILBOX_SIZES=1000,50000``, ``BENCH_LATENCY_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+from bench.common import Env, Figure, Sizes, Unavailable
+
+HERE = Path(__file__).resolve().parent
+MODULES = {"ingest": "bench.ingest", "latency": "bench.latency", "queue": "bench.queue_ceiling",
+           "send": "bench.send", "codes": "bench.bench_codes", "scale": "bench.scale"}
+SECTIONS = list(MODULES)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.replace(" ", "").split(",") if x]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
+                   help="smaller sizes everywhere (about 2-3 minutes)")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    p.add_argument("--rates", type=_ints, default=os.environ.get("BENCH_RATES"),
+                   help="arrival rates for latency, mails/s (default 5,20,50)")
+    p.add_argument("--latency-seconds", type=float, default=os.environ.get("BENCH_LATENCY_SECONDS"),
+                   help="seconds of arrivals per rate")
+    p.add_argument("--case-sizes", type=_ints, default=os.environ.get("BENCH_CASE_SIZES"),
+                   help="stored cases for the scale runs (default 1000,100000)")
+    p.add_argument("--mailbox-sizes", type=_ints, default=os.environ.get("BENCH_MAILBOX_SIZES"),
+                   help="mails already in the mailbox for the scale runs (default 1000,50000)")
+    p.add_argument("--corpus-limit", type=int, default=0, help="use only the first N corpus mails")
+    p.add_argument("--output", type=Path, default=HERE / "results.json")
+    return p.parse_args(argv)
+
+
+def sizes_from(args: argparse.Namespace) -> Sizes:
+    sizes = Sizes.quick_sizes() if args.quick else Sizes()
+    for attr in ("rates", "case_sizes", "mailbox_sizes"):
+        value = getattr(args, attr)
+        if value:
+            setattr(sizes, attr, _ints(value) if isinstance(value, str) else value)
+    if args.latency_seconds:
+        sizes.latency_seconds = float(args.latency_seconds)
+    if args.corpus_limit:
+        sizes.corpus_limit = args.corpus_limit
+    return sizes
+
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+def print_table(figures: list[Figure]) -> None:
+    width = max([len(f.name) for f in figures] + [10])
+    print(f"\n{'figure':<{width}}  {'value':>10}  {'unit':<7}  {'ceiling':>10}  {'ratio':>6}  note")
+    print("-" * (width + 60))
+    for f in figures:
+        ratio = f.ratio
+        print(f"{f.name:<{width}}  {fmt(f.value):>10}  {f.unit:<7}  {fmt(f.ceiling):>10}  "
+              f"{'-' if ratio is None else f'{ratio:.2f}':>6}  {f.note}")
+
+
+def bench_codes_figures(sizes: Sizes) -> list[Figure]:
+    """The code-data figures of ``bench/bench_codes.py`` (written by the codes owner)."""
+    try:
+        module = importlib.import_module("bench.bench_codes")
+    except ModuleNotFoundError as exc:
+        if exc.name != "bench.bench_codes":
+            raise
+        return [Figure("codes", None, "-", note="bench/bench_codes.py not present yet")]
+    # The 2.5M-row PTP import takes a while: left out of --quick runs.
+    rows = module.run(with_ptp=False) if sizes.quick else module.run()
+    # The module computes its own ratios (it knows which direction is better): keep them.
+    return [Figure(str(row["name"]), row.get("value"), str(row.get("unit", "")), row.get("ceiling"),
+                   note=str(row.get("note", "")), fixed_ratio=row.get("ratio")) for row in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = sizes_from(args)
+    sections = args.only or SECTIONS
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("celery").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from bench import machine
+
+    figures: list[Figure] = []
+    failed: list[str] = []
+    started = time.monotonic()
+    env = None
+    needs_servers = any(s != "codes" for s in sections)
+    try:
+        if needs_servers:
+            try:
+                env = Env()
+            except Unavailable as exc:
+                print(f"bench: cannot start the servers: {exc}", file=sys.stderr)
+                return 2
+        facts = machine.facts(env)
+        print("machine:", json.dumps(facts, indent=1))
+        print(f"sizes: {sizes}", flush=True)
+        for name in sections:
+            t0 = time.monotonic()
+            print(f"\n== {name} ==", flush=True)
+            try:
+                if name == "codes":
+                    got = bench_codes_figures(sizes)
+                else:
+                    got = importlib.import_module(MODULES[name]).run(env, sizes)
+            except Exception:  # noqa: BLE001 - report, and go on with the other sections
+                traceback.print_exc()
+                failed.append(name)
+                got = [Figure(name, None, "-", note="FAILED (traceback above)")]
+            print_table(got)
+            print(f"({name}: {time.monotonic() - t0:.0f} s)", flush=True)
+            figures += got
+    finally:
+        if env is not None:
+            env.close()
+    facts["seconds"] = round(time.monotonic() - started)
+    facts["sizes"] = vars(sizes)
+    print("\n== all figures ==")
+    print_table(figures)
+    print(f"\n{len(figures)} figures in {facts['seconds']} s; written to {args.output}")
+    args.output.write_text(json.dumps([f.as_json() for f in figures], indent=1) + "\n")
+    (args.output.parent / "machine.json").write_text(json.dumps(facts, indent=1) + "\n")
+    if failed:
+        print(f"failed sections: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""What every benchmark shares: figures, the servers (started like the tests start them), the
+pipeline's settings, the mail corpus, IMAP helpers and synthetic question mails."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+from imapclient import IMAPClient
+
+from consultant.settings import Settings, load_settings
+
+log = logging.getLogger("bench")
+REPO = Path(__file__).resolve().parent.parent
+IMAP_USERS = ["ingest", "latency", "baseline", "scale"]
+
+
+# --- figures ---------------------------------------------------------------------------------
+@dataclass
+class Figure:
+    """One printed line: a measured value beside the ceiling it is compared with.
+
+    ``higher_is_better`` orients the ratio so that 1.0 means "as good as the ceiling" for rates
+    (value / ceiling) and for times (ceiling / value) alike.
+    """
+
+    name: str
+    value: float | None
+    unit: str
+    ceiling: float | None = None
+    higher_is_better: bool = True
+    note: str = ""
+    fixed_ratio: float | None = None  # a ratio computed by the figure's own module
+
+    @property
+    def ratio(self) -> float | None:
+        if self.fixed_ratio is not None:
+            return self.fixed_ratio
+        if self.value is None or self.ceiling is None or not self.value or not self.ceiling:
+            return None
+        return self.value / self.ceiling if self.higher_is_better else self.ceiling / self.value
+
+    def as_json(self) -> dict[str, object]:
+        ratio = self.ratio
+        return {"name": self.name, "value": _round(self.value), "unit": self.unit,
+                "ceiling": _round(self.ceiling),
+                "ratio": None if ratio is None else round(ratio, 3)}
+
+
+def _round(x: float | None) -> float | None:
+    if x is None:
+        return None
+    return round(x, 4 if abs(x) < 10 else 1)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (what p95 of a latency list usually means)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = max(0, min(len(ordered) - 1, int(round(pct / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[k]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# --- sizes -------------------------------------------------------------------------------
+@dataclass
+class Sizes:
+    """How much each benchmark does; ``--quick`` shrinks everything."""
+
+    quick: bool = False
+    corpus_limit: int = 0  # 0: every corpus mail
+    rates: list[int] = field(default_factory=lambda: [5, 20, 50])
+    latency_seconds: float = 10.0
+    queue_tasks: int = 2000
+    send_messages: int = 1000
+    case_sizes: list[int] = field(default_factory=lambda: [1_000, 100_000])
+    mailbox_sizes: list[int] = field(default_factory=lambda: [1_000, 50_000])
+    scale_batch: int = 200  # question mails ingested on top of each stored-cases size
+    new_mails: int = 10  # new mails polled on top of each mailbox size
+
+    @classmethod
+    def quick_sizes(cls) -> Sizes:
+        return cls(quick=True, corpus_limit=0, rates=[5, 20, 50], latency_seconds=4.0,
+                   queue_tasks=500, send_messages=300, case_sizes=[1_000, 10_000],
+                   mailbox_sizes=[1_000, 10_000], scale_batch=100, new_mails=10)
+
+
+# --- servers -----------------------------------------------------------------------------
+class Unavailable(Exception):
+    """A server the benchmark needs cannot be started."""
+
+
+@contextmanager
+def _servers_module() -> Iterator[object]:
+    """``tests.servers`` skips (pytest.skip) when a server is missing; here that is an error."""
+    from tests import servers
+
+    try:
+        yield servers
+    except BaseException as exc:  # pytest's Skipped/Failed derive from BaseException
+        if type(exc).__name__ in {"Skipped", "Failed"}:
+            raise Unavailable(str(exc)) from None
+        raise
+
+
+class Env:
+    """Redis, PostgreSQL and Dovecot for the whole run; fresh databases on demand."""
+
+    def __init__(self) -> None:
+        self.stops: list[Callable[[], None]] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="cc-bench-"))
+        with _servers_module() as servers:
+            self.servers = servers
+            redis = servers.start_redis()  # type: ignore[attr-defined]
+            self.stops.append(redis.stop)
+            self.redis_root = redis.url
+            self.redis_url = servers.redis_db_url(redis.url)  # type: ignore[attr-defined]
+            pg = servers.start_postgres()  # type: ignore[attr-defined]
+            self.stops.append(pg.stop)
+            self.pg_admin_url = pg.url
+            try:
+                self.imap = servers.start_dovecot(IMAP_USERS)  # type: ignore[attr-defined]
+            except FileNotFoundError:
+                raise Unavailable("no Dovecot: apt-get install dovecot-imapd "
+                                  "(pymap breaks on the corpus; see TESTING.md)") from None
+            self.stops.append(self.imap.stop)
+        self.drops: list[Callable[[], None]] = []
+
+    def new_database(self) -> str:
+        """A fresh PostgreSQL database with the current schema."""
+        from consultant.db import upgrade
+
+        url, drop = self.servers.fresh_pg_database(self.pg_admin_url)  # type: ignore[attr-defined]
+        self.drops.append(drop)
+        upgrade(url)
+        return url
+
+    def settings(self, db_url: str, user: str, **sections: dict[str, object]) -> Settings:
+        """The pipeline's settings for one benchmark: Redis broker, PostgreSQL, Dovecot user."""
+        settings = load_settings(environ={})
+        settings.database.url = db_url
+        settings.broker.url = self.redis_url
+        settings.service.address = "consult@cc.test"
+        settings.smtp_out.maildir = str(self.tmp / "outbox-maildir")
+        # Quota holds would turn questions into held cases with notices: not what is measured.
+        settings.quota.guest = 1_000_000
+        imap = settings.imap
+        imap.host, imap.port, imap.ssl = self.imap.host, self.imap.port, False
+        imap.username, imap.password = user, self.imap.users[user]
+        imap.poll_interval, imap.idle_timeout, imap.max_backoff = 1, 2, 2
+        for section, values in sections.items():
+            for key, value in values.items():
+                setattr(getattr(settings, section), key, value)
+        return settings
+
+    def flush_redis(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        client.flushdb()
+        client.set("caseconsultant:test-run", str(os.getpid()), ex=3600)
+        client.close()
+
+    def maildir(self, user: str) -> Path:
+        return Path(self.imap.tmp or "", "home", user, "Maildir")
+
+    def close(self) -> None:
+        for drop in reversed(self.drops):
+            try:
+                drop()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not drop a bench database: %s", exc)
+        for stop in reversed(self.stops):
+            try:
+                stop()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not stop a server: %s", exc)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --- IMAP --------------------------------------------------------------------------------
+def imap_client(env: Env, user: str) -> IMAPClient:
+    """A logged-in client with TCP_NODELAY (APPEND otherwise stalls ~45 ms: Nagle + delayed ACK)."""
+    client = IMAPClient(env.imap.host, port=env.imap.port, ssl=False, timeout=60)
+    client._imap.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.login(user, env.imap.users[user])
+    return client
+
+
+def empty_folder(env: Env, user: str, folder: str = "INBOX") -> None:
+    with imap_client(env, user) as c:
+        if c.folder_exists(folder):
+            c.select_folder(folder)
+            uids = c.search("ALL")
+            if uids:
+                c.delete_messages(uids)
+                c.expunge()
+
+
+# --- corpus ------------------------------------------------------------------------------
+def corpus_dir() -> Path | None:
+    env = os.environ.get("CASECONSULTANT_SHARED")
+    root = Path(env) if env else REPO.parent / "shared"
+    path = root / "corpus" / "mail"
+    return path if path.is_dir() else None
+
+
+def load_corpus(limit: int = 0) -> list[tuple[str, bytes]]:
+    """(relative path, bytes) of every mail listed in INDEX.tsv, in index order."""
+    root = corpus_dir()
+    if root is None:
+        raise Unavailable("the mail corpus (../shared/corpus/mail or $CASECONSULTANT_SHARED) is missing")
+    lines = (root / "INDEX.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    paths = [line.split("\t", 1)[0] for line in lines if line.strip()]
+    if limit:
+        paths = paths[:limit]
+    return [(p, (root / p).read_bytes()) for p in paths]
+
+
+# --- synthetic questions -------------------------------------------------------------------
+QUESTIONS = [
+    ("Can 77301 and 77338 be billed together?",
+     "Medicare, hospital outpatient, DOS 2025-03-04. Can 77301 and 77338 be billed the same day?"),
+    ("J1885 units for Toradol 60 mg IM",
+     "Commercial payer, DOS 2025-02-11. Toradol 60 mg IM was given; how many units of J1885?"),
+    ("Modifier for 99213 with 20610",
+     "Medicare, DOS 2025-01-20. Office visit 99213 and a knee injection 20610 the same day: "
+     "do we need modifier 25 on the E/M?"),
+    ("ICD-10 for type 2 diabetes with hyperglycemia",
+     "What is the right code for type 2 diabetes mellitus with hyperglycemia? Is E11.65 correct, "
+     "and can it go with Z79.4?"),
+    ("MUE for 96372",
+     "Medicare, DOS 2025-04-02. How many units of 96372 can we bill per day before the MUE?"),
+    ("Which code for a screening colonoscopy?",
+     "Is G0121 or 45378 right for a screening colonoscopy on a patient not at high risk?"),
+]
+
+
+def question_mail(n: int, *, sender: str | None = None, tag: str = "bench") -> tuple[str, bytes]:
+    """A question mail (Message-ID, bytes) from a distinct sender per ``n`` unless given."""
+    subject, body = QUESTIONS[n % len(QUESTIONS)]
+    msg = EmailMessage()
+    msg["From"] = sender or f"Coder {n} <coder{n}@{tag}.clinic.test>"
+    msg["To"] = "consult@cc.test"
+    msg["Subject"] = subject
+    message_id = f"<{tag}.{n}.{time.time_ns()}@clinic.test>"
+    msg["Message-ID"] = message_id
+    msg["Date"] = "Tue, 04 Mar 2025 10:00:00 +0000"
+    msg.set_content(f"Hello,\n\n{body}\n\nThanks,\nCoder {n}\n")
+    return message_id, msg.as_bytes()
+
+
+# --- the pipeline, in-process like `caseconsultant run` ----------------------------------
+@contextmanager
+def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2) -> Iterator[object]:
+    """Celery worker thread pool (``workers`` threads, as `run` starts it) and the IMAP poller."""
+    from consultant.runtime import Runtime
+    from consultant.services import PollerThread, WorkerThread
+
+    rt = Runtime(settings)
+    worker = WorkerThread(settings, concurrency=workers).start() if workers else None
+    poll = PollerThread(rt).start() if poller else None
+    try:
+        yield rt
+    finally:
+        if poll is not None:
+            poll.stop()
+        if worker is not None:
+            worker.stop()
+        rt.dispose()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+class Ticker(threading.Thread):
+    """Calls ``fn(i)`` for i in range(n) at a fixed rate, recording when each call started."""
+
+    def __init__(self, n: int, rate: float, fn: Callable[[int], None]) -> None:
+        super().__init__(name="bench-ticker", daemon=True)
+        self.n, self.rate, self.fn = n, rate, fn
+        self.started_at: list[float] = [0.0] * n
+        self.behind = 0.0  # worst lag behind the schedule (s): the load generator's own limit
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        for i in range(self.n):
+            due = t0 + i / self.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                self.behind = max(self.behind, -delay)
+            self.started_at[i] = time.time()
+            self.fn(i)
