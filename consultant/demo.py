@@ -8,6 +8,7 @@ under ``var/demo/`` and starts it afresh each run, so the sample requester alway
 from __future__ import annotations
 
 import mailbox
+import re
 import shutil
 import smtplib
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from consultant.db import upgrade
+from consultant.drafting.suggest import PROMPT_PREFIX
 from consultant.models import AWAITING_REVIEW, NEEDS_INFO, SENT, Case
 from consultant.runtime import Runtime
 from consultant.settings import Settings
@@ -106,10 +108,15 @@ def run_demo(base: Settings, root: Path = Path("var/demo")) -> int:
     print(f"\n----- machine draft (v{data['draft']['version']}, template {data['draft']['template']}) -----")
     print(data["draft"]["text"])
 
-    effects = approve(rt.factory, settings, case_id, text=None, by="demo-consultant@example.org")
+    # A consultant fills in every "[Consultant: …]" prompt before approving (approval refuses
+    # otherwise); the demo stands in for one with a clearly marked sentence.
+    answer = re.sub(rf"{re.escape(PROMPT_PREFIX)}[^\]]*\]",
+                    "(Demo: a certified consultant writes this part of the answer.)",
+                    data["draft"]["text"])
+    effects = approve(rt.factory, settings, case_id, text=answer, by="demo-consultant@example.org")
     dispatch(effects)
-    print(f"[demo] approved case {case_id} as demo-consultant; waiting for the answer to go out…",
-          flush=True)
+    print(f"[demo] a stand-in consultant filled the prompts and approved case {case_id}; "
+          "waiting for the answer to go out…", flush=True)
 
     def sent(session):  # type: ignore[no-untyped-def]
         case = session.get(Case, case_id)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.db import transaction
 from consultant.drafting.draft import DRAFT_FLAGS, DraftResult, make_draft
+from consultant.drafting.suggest import PROMPT_PREFIX
 from consultant.drafting.templating import render_pair
 from consultant.mail.body import new_text
 from consultant.mail.parse import MailParseError, MailView, parse_mail
@@ -248,8 +249,8 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
 
 
 def _fallback_draft(exc: Exception) -> DraftResult:
-    text = ("[Automatic drafting failed for this case; please write the answer by hand.]\n"
-            f"[Error: {type(exc).__name__}: {exc}]\n")
+    text = (f"{PROMPT_PREFIX} automatic drafting failed for this case "
+            f"({type(exc).__name__}: {exc}); write the answer by hand.]\n")
     return DraftResult(template="manual", kind="answer", text=text, html="",
                        rule_hits=["draft_failed"])
 

@@ -141,9 +141,9 @@ def test_approve_refuses_without_quota_and_rejected_cases_cost_nothing(factory, 
         approve(factory, settings, m1.case_id, text=None, by="c@cc.test")
     m2, _ = ingest(factory, settings, question_mail(subject="real one"))
     assert m2.disposition == "case"  # the rejected case did not use the guest answer
-    approve(factory, settings, m2.case_id, text=None, by="c@cc.test")
+    approve(factory, settings, m2.case_id, text="Answer two.", by="c@cc.test")
     with pytest.raises(ActionError, match="approved"):
-        approve(factory, settings, m2.case_id, text=None, by="c@cc.test")
+        approve(factory, settings, m2.case_id, text="Again.", by="c@cc.test")
 
 
 def test_unknown_plan_is_a_clear_error(factory, settings):

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.db import transaction
 from consultant.drafting import approval
+from consultant.drafting.suggest import PROMPT_PREFIX, has_prompt
 from consultant.drafting.templating import render_html, render_text
 from consultant.mail.parse import message_ids_in
 from consultant.models import (
@@ -135,6 +136,11 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         remaining_after = quota.answers_remaining - (1 if charges else 0)
         # The suggested-answer marker lines are for the consultant, not the requester.
         body = approval.final_text(draft.text)
+        if has_prompt(body):
+            # A "[Consultant: …]" prompt is a question to the consultant, never to the requester.
+            session.commit()  # keep the consultant's edit; refuse only the sending
+            raise ActionError(f"case {case_id}: the answer still contains a '{PROMPT_PREFIX} …]' "
+                              "prompt; replace it with the answer before approving")
         signer, credential = approval.signature(session, settings, by)
         footer_ctx = {
             "consultant_name": signer, "consultant_credential": credential, "charged": charges,

@@ -87,7 +87,11 @@ def test_needs_info_is_free_and_the_reply_redrafts_an_answer(kb_factory, kb_sett
     edit = [f for f in case.facts["parts"][0]["facts"] if f["kind"] == "ptp"][0]
     assert (edit["column_1"], edit["column_2"], edit["indicator"]) == ("64483", "20610", 1)
 
-    effects = actions.approve(kb_factory, kb_settings, case.id, text=None, by="cli")
+    with __import__("pytest").raises(actions.ActionError, match="prompt"):
+        actions.approve(kb_factory, kb_settings, case.id, text=None, by="cli")  # prompt unfilled
+    filled = re.sub(r"\[Consultant:[^\]]*\]", "The documentation supports a distinct E/M.",
+                    latest.text)
+    effects = actions.approve(kb_factory, kb_settings, case.id, text=filled, by="cli")
     assert remaining(kb_factory, kb_settings, case) == before - 1
     body = sent_text(kb_factory, effects.outbox_ids[0])
     assert "=== SUGGESTED ANSWER" not in body and "=== END OF SUGGESTED ANSWER" not in body
@@ -157,7 +161,7 @@ def test_approval_signs_with_the_console_user_and_audits_the_diff(kb_factory, kb
 
 
 def test_unedited_approval_records_an_empty_diff(kb_factory, kb_settings):
-    mail = ingest(kb_factory, kb_settings, load_mail("drug_dexamethasone_j1100"))
+    mail = ingest(kb_factory, kb_settings, load_mail("bundling_77301_77306"))  # no open prompt
     actions.approve(kb_factory, kb_settings, mail.case_id, text=None, by="cli")
     with kb_factory() as session:
         event = session.scalars(select(AuditEvent).where(AuditEvent.case_id == mail.case_id,
