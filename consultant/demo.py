@@ -108,6 +108,16 @@ def run_demo(base: Settings, root: Path = Path("var/demo")) -> int:
     print(f"\n----- machine draft (v{data['draft']['version']}, template {data['draft']['template']}) -----")
     print(data["draft"]["text"])
 
+    with rt.factory() as session:
+        from consultant.codes.releases import current_releases
+
+        if not current_releases(session):
+            print("[demo] only the built-in ICD-10-CM data is loaded. Import CMS files to see "
+                  "HCPCS, MUE, add-on and PTP facts in drafts, e.g.\n"
+                  "         caseconsultant codes import hcpcs HCPC2026_JAN_ANWEB.txt\n"
+                  "         caseconsultant codes import mue MCR_MUE_PractitionerServices.csv\n"
+                  "       (or `caseconsultant codes update` on a machine with internet access)",
+                  flush=True)
     # A consultant fills in every "[Consultant: …]" prompt before approving (approval refuses
     # otherwise); the demo stands in for one with a clearly marked sentence.
     answer = re.sub(rf"{re.escape(PROMPT_PREFIX)}[^\]]*\]",
