@@ -15,6 +15,10 @@ from consultant.runtime import Runtime
 from consultant.settings import Settings, load_settings
 
 app = Celery("caseconsultant", include=["workers.tasks"])
+# Celery's "current app" is thread-local: in a thread-pool worker (`run`, `demo`) the pool's
+# threads fall back to a default app on amqp://localhost, and `self.retry()` publishes through
+# it, so every retry (e.g. after an IntegrityError) was silently lost.  Make ours the default.
+app.set_default()
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 
