@@ -135,7 +135,7 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
         if case.status in REDRAFT_STATUSES:
             case.status = RECEIVED
             session.flush()
-            draft_or_hold(session, settings, case, effects)
+            draft_or_hold(session, settings, case, effects, {mail.id: view})
         return
     requester = ledger.get_or_create_requester(session, view.from_addr or "", view.from_name)
     case = Case(requester_id=requester.id, subject=view.subject, first_mail_id=mail.id,
@@ -147,7 +147,7 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
     _dispose(mail, "case", ["new_case"])
     session.add(AuditEvent(case_id=case.id, actor="system", action="received",
                            detail={"mail_id": mail.id}))
-    draft_or_hold(session, settings, case, effects)
+    draft_or_hold(session, settings, case, effects, {mail.id: view})
     if case.status == HELD_QUOTA:
         _dispose(mail, "held_quota", ["new_case", "over_quota"])
 
@@ -186,15 +186,20 @@ def _thread_case(session: Session, view: MailView) -> tuple[Case | None, str]:
     return None, ""
 
 
-def case_question(session: Session, case: Case) -> str:
-    """The requester's own words across the thread, oldest first, quotes removed."""
+def case_question(session: Session, case: Case, parsed: dict[int, MailView] | None = None) -> str:
+    """The requester's own words across the thread, oldest first, quotes removed.
+
+    ``parsed``: views already made of some of the case's mails (the one being processed), so
+    they are not parsed a second time.
+    """
+    parsed = parsed or {}
     pieces = []
     for mail in case.mails:
         if mail.disposition not in {"case", "followup", "held_quota"} or \
                 "is_registration" in (mail.rule_hits or []):
             continue
         try:
-            pieces.append(new_text(parse_mail(mail.raw)))
+            pieces.append(new_text(parsed.get(mail.id) or parse_mail(mail.raw)))
         except MailParseError:
             continue
     return "\n\n".join(p for p in pieces if p)
@@ -210,7 +215,8 @@ def open_cases_ahead(session: Session, case: Case) -> int:
     ).scalar_one())
 
 
-def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Effects) -> None:
+def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Effects,
+                  parsed: dict[int, MailView] | None = None) -> None:
     """Draft the case, or hold it (and notify, at most daily) when the requester has no quota."""
     quota = ledger.status(session, settings.quota, case.requester)
     if quota.answers_remaining - open_cases_ahead(session, case) <= 0:
@@ -221,7 +227,7 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
                                detail=quota.as_json()))
         _maybe_notify_over_quota(session, settings, case, quota, effects)
         return
-    question = case_question(session, case)
+    question = case_question(session, case, parsed)
     try:
         # A savepoint: a drafting bug must not lose the case (or the mail) with it.
         with session.begin_nested():
