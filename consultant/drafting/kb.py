@@ -99,8 +99,21 @@ def _models() -> Any:
     return models
 
 
+_RELEASE_CACHE = "kb.current_release"
+
+
 def current_release(session: Session, kind: str, variant: str | None = None) -> Any | None:
-    """The current release row of ``kind`` (practitioner variant preferred), or None."""
+    """The current release row of ``kind`` (practitioner variant preferred), or None.
+
+    Drafting one mail asks this about five times; the answer is kept for the rest of the
+    session's transaction (bench: ~7 ms of ~30 ms per question mail went to these queries).
+    """
+    cache = session.info.setdefault(_RELEASE_CACHE, {})
+    if not session.in_transaction() or cache.get("transaction") is not session.get_transaction():
+        cache.clear()
+        cache["transaction"] = session.get_transaction()
+    if (kind, variant) in cache:
+        return cache[(kind, variant)]
     m = _models()
     rows = list(session.scalars(select(m.CodeRelease).where(m.CodeRelease.kind == kind,
                                                              m.CodeRelease.is_current)))
@@ -108,7 +121,8 @@ def current_release(session: Session, kind: str, variant: str | None = None) -> 
         rows = [r for r in rows if r.variant == variant] or rows
     else:
         rows = sorted(rows, key=lambda r: (r.variant != "practitioner", r.id))
-    return rows[0] if rows else None
+    cache[(kind, variant)] = found = rows[0] if rows else None
+    return found
 
 
 def releases_in_force(session: Session) -> list[str]:
