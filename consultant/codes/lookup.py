@@ -54,7 +54,8 @@ def _iso(value: Any) -> str | None:
 
 
 def _rows(src: Sources, sql: str, **params: Any) -> list[Any]:
-    return list(src.session.execute(text(sql), params))
+    # Through the Connection, not Session.execute: about half the overhead per small query.
+    return list(src.connection.execute(text(sql), params))
 
 
 def hcpcs_facts(src: Sources, code: str, modifier: bool = False) -> dict[str, Any] | None:
@@ -105,9 +106,10 @@ def aoc_facts(src: Sources, code: str) -> dict[str, Any] | None:
     rel = src.get(KIND_AOC)
     if rel is None:
         return None
-    rows = _rows(src, "SELECT primary_code, edit_type, deletion_date, primary_deletion_date, note "
-                      "FROM codes_aoc WHERE release_id = :r AND addon_code = :c ORDER BY primary_code",
-                 r=rel.id, c=code)
+    # Sorted here, not by ORDER BY: SQLite would pick the primary_code index and scan it all.
+    rows = sorted(_rows(src, "SELECT primary_code, edit_type, deletion_date, primary_deletion_date, note "
+                             "FROM codes_aoc WHERE release_id = :r AND addon_code = :c", r=rel.id, c=code),
+                  key=lambda r: r.primary_code)
     as_primary = _rows(src, "SELECT count(*) AS n FROM codes_aoc WHERE release_id = :r AND primary_code = :c "
                             "AND deletion_date IS NULL", r=rel.id, c=code)[0].n
     if not rows and not as_primary:
@@ -149,12 +151,15 @@ def ptp_facts(src: Sources, code: str, limit: int | None = PTP_LIST_LIMIT) -> li
     rationales: dict[int, str] | None = None
     for rel in src.of_kind(KIND_PTP):
         entry: dict[str, Any] = {"variant": rel.variant, "source": rel.name}
-        for side, col in (("as_column_1", "column_1"), ("as_column_2", "column_2")):
+        # Ordered by the other column so each query reads its index in order (an ORDER BY the
+        # index cannot serve made SQLite scan the whole release: ~400 ms per lookup).
+        for side, col, other in (("as_column_1", "column_1", "column_2"),
+                                 ("as_column_2", "column_2", "column_1")):
             total = _rows(src, f"SELECT count(*) AS n FROM codes_ptp WHERE release_id = :r AND {col} = :c "
                                "AND deletion_date IS NULL AND modifier_indicator <> 9", r=rel.id, c=code)[0].n
             rows = _rows(src, f"SELECT * FROM codes_ptp WHERE release_id = :r AND {col} = :c "
                               "AND deletion_date IS NULL AND modifier_indicator <> 9 "
-                              "ORDER BY column_1, column_2 LIMIT :n", r=rel.id, c=code,
+                              f"ORDER BY {other} LIMIT :n", r=rel.id, c=code,
                              n=limit if limit is not None else total)
             if rows and rationales is None:
                 rationales = rationale_names(src)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from consultant.codes.models import KIND_ICD10CM
@@ -21,6 +23,11 @@ class Sources:
     releases: dict[tuple[str, str], ReleaseRef]
     icd_session: Session
     icd: ReleaseRef
+
+    @cached_property
+    def connection(self) -> Connection:
+        """The session's connection (same transaction), for many small Core queries."""
+        return self.session.connection()
 
     def get(self, kind: str, variant: str = "") -> ReleaseRef | None:
         return self.releases.get((kind, variant))
