@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="stored cases for the scale runs (default 1000,100000)")
     p.add_argument("--mailbox-sizes", type=_ints, default=os.environ.get("BENCH_MAILBOX_SIZES"),
                    help="mails already in the mailbox for the scale runs (default 1000,50000)")
+    p.add_argument("--with-ptp", action="store_true", default=os.environ.get("BENCH_PTP") == "1",
+                   help="codes: also import the 2.5M-row NCCI PTP file (several minutes)")
     p.add_argument("--corpus-limit", type=int, default=0, help="use only the first N corpus mails")
     p.add_argument("--output", type=Path, default=HERE / "results.json")
     return p.parse_args(argv)
@@ -81,7 +83,7 @@ def print_table(figures: list[Figure]) -> None:
               f"{'-' if ratio is None else f'{ratio:.2f}':>6}  {f.note}")
 
 
-def bench_codes_figures(sizes: Sizes) -> list[Figure]:
+def bench_codes_figures(with_ptp: bool) -> list[Figure]:
     """The code-data figures of ``bench/bench_codes.py`` (written by the codes owner)."""
     try:
         module = importlib.import_module("bench.bench_codes")
@@ -89,8 +91,10 @@ def bench_codes_figures(sizes: Sizes) -> list[Figure]:
         if exc.name != "bench.bench_codes":
             raise
         return [Figure("codes", None, "-", note="bench/bench_codes.py not present yet")]
-    # The 2.5M-row PTP import takes a while: left out of --quick runs.
-    rows = module.run(with_ptp=False) if sizes.quick else module.run()
+    if not with_ptp:
+        print("codes: without the NCCI PTP import (--with-ptp or BENCH_PTP=1 to include it)")
+    # The 2.5M-row PTP import (and lookups against it) take minutes: only with --with-ptp.
+    rows = module.run(with_ptp=with_ptp)
     # The module computes its own ratios (it knows which direction is better): keep them.
     return [Figure(str(row["name"]), row.get("value"), str(row.get("unit", "")), row.get("ceiling"),
                    note=str(row.get("note", "")), fixed_ratio=row.get("ratio")) for row in rows]
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== {name} ==", flush=True)
             try:
                 if name == "codes":
-                    got = bench_codes_figures(sizes)
+                    got = bench_codes_figures(args.with_ptp)
                 else:
                     got = importlib.import_module(MODULES[name]).run(env, sizes)
             except Exception:  # noqa: BLE001 - report, and go on with the other sections
