@@ -31,12 +31,8 @@ from sqlalchemy.orm import Session
 from consultant.codes import checks, icd
 from consultant.codes import search as search_backend
 from consultant.codes.extract import Extraction, Mention, extract
-from consultant.codes.lookup import (
-    CPT_NOTICE,
-    HCPCS_RE,
-    NO_HCPCS_RELEASE,
-    hcpcs_facts,
-)
+from consultant.codes.formats import HCPCS_RE
+from consultant.codes.lookup import CPT_NOTICE, NO_HCPCS_RELEASE, hcpcs_facts
 from consultant.codes.lookup import lookup as _lookup
 from consultant.codes.models import KIND_CPT, KIND_HCPCS, KIND_ICD10CM
 from consultant.codes.sources import Sources, open_sources

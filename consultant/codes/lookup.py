@@ -10,12 +10,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from consultant.codes import icd
+from consultant.codes.formats import CPT_RE, HCPCS_RE
 from consultant.codes.meanings import AOC_TYPE, HCPCS_COVERAGE, HCPCS_PRICING, MAI, PTP_MODIFIER
 from consultant.codes.models import KIND_AOC, KIND_CPT, KIND_HCPCS, KIND_MUE, KIND_PTP
 from consultant.codes.sources import Sources, open_sources
 
-CPT_RE = re.compile(r"^(?:\d{5}|\d{4}[AFMTU])$")
-HCPCS_RE = re.compile(r"^[A-V][0-9]{4}$")
 MODIFIER_RE = re.compile(r"^[A-Z0-9]{2}$")
 CPT_NOTICE = (
     "CPT® codes and descriptions are copyright American Medical Association. All rights "

@@ -124,8 +124,16 @@ def candidates(
         )
     hits: list[Hit] = []
     seen: set[tuple[str, str, str]] = set()
-    for mode in ("and", "or"):
-        params["q"] = _fts_query(tokens, dialect, mode)
+    # Tiers, cheapest and most precise first: every word; every word but one (a stray word in
+    # the question must not hide the answer); any word (slow on common words: last resort).
+    tiers: list[tuple[list[str], str]] = [(tokens, "and")]
+    if 2 < len(tokens) <= 8:
+        tiers += [([t for t in tokens if t != drop], "and") for drop in tokens]
+    tiers.append((tokens, "or"))
+    for subset, mode in tiers:
+        if mode == "or" and len(hits) >= 5:
+            break
+        params["q"] = _fts_query(subset, dialect, mode)
         for row in session.execute(text(sql), params):
             key = (row.system, row.code, row.body)
             if key not in seen:

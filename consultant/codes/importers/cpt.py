@@ -6,17 +6,15 @@ covers; answers that show these descriptors carry the AMA notice (see ``lookup.C
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from consultant.codes.bulk import bulk_insert
 from consultant.codes.files import ImportFormatError, ProgressFn, logical_name, open_data
+from consultant.codes.formats import CPT_RE
 from consultant.codes.importers import LoadResult
 from consultant.codes.importers.tabular import text_rows
-
-CPT_RE = re.compile(r"^(?:\d{5}|\d{4}[AFMTU])$")
 
 
 def _parse(rows, path: Path, release_id: int):  # type: ignore[no-untyped-def]

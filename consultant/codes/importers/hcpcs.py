@@ -25,6 +25,7 @@ from consultant.codes.files import (
     numbered,
     open_data,
 )
+from consultant.codes.formats import HCPCS_RE
 from consultant.codes.importers import LoadResult, dumps
 from consultant.codes.importers.tabular import xlsx_raw_rows
 
@@ -59,7 +60,6 @@ SINGLE = {
     "OPPS_DT": "opps_date", "PROCNOTE": "processing_note", "BETOS": "betos",
     "ANEST_BU": "anesthesia_base_units",
 }
-CODE_RE = re.compile(r"^[A-Z][0-9]{4}$")
 MODIFIER_RE = re.compile(r"^[A-Z0-9]{2}$")
 MONTHS = {"JAN": 1, "APR": 4, "JUL": 7, "OCT": 10}
 
@@ -115,7 +115,7 @@ def _entries(records: Iterator[tuple[int, dict[str, str]]], path: Path) -> Itera
                 yield current
             is_mod = recid == "7"
             code = hcpc.strip()
-            if not (MODIFIER_RE if is_mod else CODE_RE).match(code):
+            if not (MODIFIER_RE if is_mod else HCPCS_RE).match(code):
                 raise ImportFormatError(path, lineno, "HCPC", f"invalid {'modifier' if is_mod else 'code'} {hcpc!r}")
             for name in DATE_FIELDS:
                 if name in rec:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -190,7 +189,3 @@ def load(session: Session, release_id: int, path: Path, progress: ProgressFn) ->
         details={"version": version, "billable_codes": billable},
     )
 
-
-def iter_codes(rows: list[IcdRow]) -> Iterator[str]:
-    """The codes of parsed rows (used by tests and the bench)."""
-    return (r[0] for r in rows)

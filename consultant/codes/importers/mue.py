@@ -29,7 +29,7 @@ def release_name(file_name: str) -> tuple[str, str, date | None]:
     return name, variant, effective
 
 
-def _parse_rows(rows, path: Path, release_id: int, progress: ProgressFn, permille):  # type: ignore[no-untyped-def]
+def _parse_rows(rows, path: Path, release_id: int):  # type: ignore[no-untyped-def]
     _header, data = rows_after_header(rows, lambda c: c[0].upper().startswith("HCPCS"), path)
     for lineno, cells in data:
         if len(cells) < 3:
@@ -50,13 +50,13 @@ def load(session: Session, release_id: int, path: Path, progress: ProgressFn) ->
     columns = ["release_id", "code", "value", "mai", "rationale"]
     if is_xlsx(path):
         count = bulk_insert(session, "codes_mue", columns,
-                            _parse_rows(xlsx_rows(path), path, release_id, progress, None))
+                            _parse_rows(xlsx_rows(path), path, release_id))
     else:
         with open_data(path) as data:
             delimiter = "\t" if logical_name(path).lower().endswith(".txt") else ","
             count = bulk_insert(
                 session, "codes_mue", columns,
-                _parse_rows(text_rows(data, "latin-1", delimiter), path, release_id, progress, None),
+                _parse_rows(text_rows(data, "latin-1", delimiter), path, release_id),
                 on_batch=lambda n: progress(n, data.permille()),
             )
     if not count:
