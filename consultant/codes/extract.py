@@ -174,9 +174,9 @@ def extract(text: str) -> Extraction:
         mention = Mention(raw, kind, m.start(), m.end())
         # Modifiers written onto the code: 99214-25, J1885-JZ, 64483-RT-59.
         pos = m.end()
-        while (mod := ATTACHED_MOD_RE.match(masked, pos)) and _is_modifier(mod.group(1).upper(), attached=True):
-            mention.modifiers.append(mod.group(1).upper())
-            pos = mod.end()
+        while (att := ATTACHED_MOD_RE.match(masked, pos)) and _is_modifier(att.group(1).upper(), attached=True):
+            mention.modifiers.append(att.group(1).upper())
+            pos = att.end()
         mention.end = pos
         taken.append((m.start(), pos))
         out.mentions.append(mention)

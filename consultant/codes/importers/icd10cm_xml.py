@@ -13,6 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -43,13 +44,13 @@ CODE_RE = re.compile(r"^[A-Z][0-9A-Z]{2}(\.[0-9A-Z]{1,4})?$")
 IcdRow = tuple[str, str, bool, bool, str | None, str | None]
 
 
-def _notes(elem: ET.Element) -> dict[str, object]:
-    out: dict[str, object] = {}
+def _notes(elem: ET.Element) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for child in elem:
         key = NOTE_KINDS.get(child.tag)
         if key:
             texts = [(n.text or "").strip() for n in child.findall("note")]
-            out.setdefault(key, []).extend(t for t in texts if t)  # type: ignore[union-attr]
+            out.setdefault(key, []).extend(t for t in texts if t)
         elif child.tag == "sevenChrDef":
             defs: dict[str, str] = {}
             last = None
@@ -73,10 +74,10 @@ _EXCEPTION_RE = re.compile(
 )
 
 
-def _seven_exceptions(notes: dict[str, object]) -> list[tuple[str, set[str], set[str]]]:
+def _seven_exceptions(notes: dict[str, Any]) -> list[tuple[str, set[str], set[str]]]:
     """(code prefix, excluded 7th characters, 6th characters they are excluded for)."""
     found = []
-    for note in notes.get("notes", []):  # type: ignore[union-attr]
+    for note in notes.get("notes", []):
         m = _EXCEPTION_RE.search(note)
         if m:
             chars = set(re.findall(r"\b[A-Z0-9]\b", m.group(1)))
@@ -130,7 +131,7 @@ def parse_tabular(stream, source: Path) -> tuple[str, list[IcdRow], list[tuple[s
         needs_7th = leaf and bool(seven)
         rows.append((code, desc, leaf and not needs_7th, needs_7th, parent, dumps(notes) if notes else None))
         terms.append((code, "descriptor", desc))
-        for term in notes.get("inclusion", []):  # type: ignore[union-attr]
+        for term in notes.get("inclusion", []):
             terms.append((code, "inclusion", term))
         for child in children:
             walk(child, code, seven)

@@ -18,9 +18,10 @@ import csv
 import io
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -104,7 +105,7 @@ class _Parser:
             raise ImportFormatError(self.path, line, "Modifier Indicator", f"expected one of {', '.join(allowed)}: {value!r}")
         return int(value)
 
-    def cms_text(self, lines: Iterator[str]) -> Iterator[tuple[object, ...]]:
+    def cms_text(self, lines: Iterable[str]) -> Iterator[tuple[object, ...]]:
         """CMS tab-separated parts: skip notice/header lines, then every line must be an edit."""
         started = False
         for lineno, raw in numbered(lines, self.path):
@@ -166,7 +167,7 @@ class _Parser:
             )
 
 
-def _members(path: Path) -> Iterator[tuple[str, io.TextIOBase]]:
+def _members(path: Path) -> Iterator[tuple[str, IO[str]]]:
     """The text parts inside a CMS zip."""
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
@@ -204,6 +205,6 @@ def load(session: Session, release_id: int, path: Path, progress: ProgressFn) ->
     return LoadResult(label, count, variant=variant, effective_date=effective)
 
 
-def _chain(first: str, rest: io.TextIOBase) -> Iterator[str]:
+def _chain(first: str, rest: IO[str]) -> Iterator[str]:
     yield first
     yield from rest

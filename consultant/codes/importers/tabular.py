@@ -13,7 +13,6 @@ from datetime import date
 from pathlib import Path
 
 from consultant.codes.files import (
-    CORRUPT_ERRORS,
     DataFile,
     ImportFormatError,
     logical_name,
@@ -25,13 +24,14 @@ from consultant.codes.files import (
 def xlsx_raw_rows(path: Path) -> Iterator[tuple[int, tuple[object, ...]]]:
     """(row number, cell values) of the first sheet; a damaged workbook is an ImportFormatError."""
     import zipfile
+    import zlib
 
-    import openpyxl
+    import openpyxl  # type: ignore[import-untyped]
 
     try:
         wb = openpyxl.load_workbook(io.BytesIO(read_all(path)), read_only=True)
         yield from enumerate(wb.worksheets[0].iter_rows(values_only=True), start=1)
-    except (zipfile.BadZipFile, KeyError, OSError, *CORRUPT_ERRORS) as exc:
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, zlib.error) as exc:
         raise ImportFormatError(path, None, "workbook", f"not a readable xlsx file ({exc})") from None
 
 
