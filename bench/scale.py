@@ -115,9 +115,12 @@ def write_maildir(env: Env, user: str, start: int, count: int) -> float:
     uid = gid = 65534 if os.geteuid() == 0 else -1
     begin = time.perf_counter()
     stamp = int(time.time())
+    # One mail rendered, the rest by substitution: building 50k EmailMessages took ~80 s.
+    template = question_mail(0, tag="mailbox")[1].replace(b"coder0@", b"coder{n}@")
+    template = template.replace(b"<mailbox.0.", b"<mailbox.{n}.")
     for i in range(start, start + count):
         path = Path(cur, f"{stamp}.M{i}P{os.getpid()}.bench:2,S")
-        path.write_bytes(question_mail(i, tag="mailbox")[1])
+        path.write_bytes(template.replace(b"{n}", str(i).encode()))
         if uid != -1:
             os.chown(path, uid, gid)
     return time.perf_counter() - begin
