@@ -268,21 +268,45 @@ def question_mail(n: int, *, sender: str | None = None, tag: str = "bench") -> t
 # --- the pipeline, in-process like `caseconsultant run` ----------------------------------
 @contextmanager
 def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2) -> Iterator[object]:
-    """Celery worker thread pool (``workers`` threads, as `run` starts it) and the IMAP poller."""
-    from consultant.runtime import Runtime
-    from consultant.services import PollerThread, WorkerThread
+    """The pipeline as it is deployed: ``workers`` Celery worker *processes* (``caseconsultant
+    worker`` / ``celery -A workers.app worker``; separate processes, so they use both cores
+    instead of sharing one interpreter lock), and the IMAP poller in this process."""
+    import subprocess
+    import sys
+    import tempfile
 
+    from consultant.runtime import Runtime
+    from consultant.services import PollerThread
+    from tests.helpers import write_config
+    from workers.app import app, configure
+
+    configure(settings)
     rt = Runtime(settings)
-    worker = WorkerThread(settings, concurrency=workers).start() if workers else None
+    tmp = tempfile.mkdtemp(prefix="cc-bench-")
+    config = write_config(settings, Path(tmp) / "bench.toml")
+    env = {**os.environ, "CASECONSULTANT_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo",
+         "-Q", "caseconsultant", "--loglevel=WARNING", "--without-heartbeat", "--without-mingle",
+         "--without-gossip", "-n", f"bench{i}@%h"], cwd=REPO, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
+    if procs:
+        wait_until(lambda: len(app.control.ping(timeout=0.5) or []) >= len(procs), timeout=60)
     poll = PollerThread(rt).start() if poller else None
     try:
         yield rt
     finally:
         if poll is not None:
             poll.stop()
-        if worker is not None:
-            worker.stop()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         rt.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

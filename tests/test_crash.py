@@ -67,13 +67,17 @@ def test_poller_killed_between_commit_and_flag(env, imap_server):
         c.append("INBOX", question_mail(subject="second"))
     run_crash("poller_before_flag", str(config))
     with rt.factory() as s:
-        assert s.execute(select(func.count(InboundMail.id))).scalar_one() == 1  # stored, committed
+        assert s.execute(select(func.count(InboundMail.id))).scalar_one() == 2  # stored, committed
+    with IMAPClient(imap_server.host, port=imap_server.port, ssl=False) as c:
+        c.login(user, imap_server.users[user])
+        c.select_folder("INBOX")
+        assert c.search(["KEYWORD", PROCESSED_FLAG.decode()]) == []  # killed before flagging
     enqueued: list[int] = []
     poller = ImapPoller(settings.imap, rt.factory, enqueued.append, settings.service.max_message_bytes)
     result = poller.poll_once()
     poller.disconnect()
-    assert (result.fetched, result.stored) == (2, 1)  # the stored one is recognised, not doubled
-    assert len(enqueued) == 2  # the first is re-enqueued because it was never processed
+    assert (result.fetched, result.stored) == (2, 0)  # the stored ones are recognised, not doubled
+    assert len(enqueued) == 2  # re-enqueued because they were never processed
     for mail_id in enqueued:
         process_mail(rt.factory, settings, mail_id)
     with rt.factory() as s:

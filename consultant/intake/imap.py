@@ -66,18 +66,28 @@ class ImapPoller:
         self.max_bytes = max_bytes
         self.mailbox = f"{cfg.username}@{cfg.host}"
         self.client: IMAPClient | None = None
+        self.uidvalidity: int | None = None  # of the selected folder, this connection
         self.stopping = False
-        # Test hook point: called after a mail is stored and enqueued, before it is flagged.
+        # Called with the last UID of a batch once its mails are stored and enqueued, just
+        # before they are flagged (a seam for crash tests and instrumentation).
         self.before_flag: Callable[[int], None] | None = None
 
     # -- one pass ---------------------------------------------------------------------------
     def poll_once(self) -> PollResult:
-        """Fetch everything new in the folder once (connects if needed)."""
+        """Fetch everything new in the folder once (connects and selects if needed)."""
         if self.client is None:
             self.client = connect(self.cfg)
+            self.uidvalidity = None
         client = self.client
-        info = client.select_folder(self.cfg.folder)
-        uidvalidity = int(info[b"UIDVALIDITY"])
+        if self.uidvalidity is None:
+            # SELECT once per connection: on a large Maildir every SELECT makes the server
+            # re-scan the folder.  While selected, UIDVALIDITY cannot change under us (the
+            # server would have to close the mailbox, which ends the session).
+            info = client.select_folder(self.cfg.folder)
+            self.uidvalidity = int(info[b"UIDVALIDITY"])
+        else:
+            client.noop()  # lets the server report (and us see) what arrived since
+        uidvalidity = self.uidvalidity
         with transaction(self.factory) as session:
             state = _state(session, self.mailbox, self.cfg.folder)
             if state is None:
@@ -90,6 +100,7 @@ class ImapPoller:
                 log.warning("%s/%s: UIDVALIDITY changed %s -> %s; re-scanning",
                             self.mailbox, self.cfg.folder, state.uidvalidity, uidvalidity)
                 state.uidvalidity, state.last_uid = uidvalidity, 0
+            state.last_fetch_at = utcnow()
             last_uid = state.last_uid
         # O(new mail): ask only for UIDs above the last one processed.  "n:*" always matches
         # the highest UID even when it is below n, hence the filter.
@@ -97,18 +108,20 @@ class ImapPoller:
         result = PollResult()
         for start in range(0, len(uids), FETCH_BATCH):
             self._fetch_batch(uids[start:start + FETCH_BATCH], uidvalidity, result)
-        with transaction(self.factory) as session:
-            state = _state(session, self.mailbox, self.cfg.folder)
-            assert state is not None
-            state.last_fetch_at = utcnow()
         return result
 
     def _fetch_batch(self, uids: list[int], uidvalidity: int, result: PollResult) -> None:
+        """Store and enqueue each mail of the batch, then flag/move them all and advance the UID.
+
+        Each mail is committed and enqueued before anything is flagged; flags and the last UID
+        are written once per batch (one IMAP command, one transaction) rather than per mail.
+        """
         client = self.client
         assert client is not None
         sizes = client.fetch(uids, ["RFC822.SIZE"])
         small = [u for u in uids if int(sizes.get(u, {}).get(b"RFC822.SIZE", 0)) <= self.max_bytes]
         bodies = client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+        done: list[int] = []
         for uid in uids:
             where = Location("imap", self.mailbox, self.cfg.folder, uidvalidity, uid)
             if uid in bodies:
@@ -129,13 +142,16 @@ class ImapPoller:
             if stored.needs_processing:
                 self.enqueue(stored.mail_id)
                 result.enqueued += 1
-            if self.before_flag is not None:
-                self.before_flag(uid)
-            self._mark_done(uid)
-            with transaction(self.factory) as session:
-                state = _state(session, self.mailbox, self.cfg.folder)
-                assert state is not None
-                state.last_uid = max(state.last_uid, uid)
+            done.append(uid)
+        if not done:
+            return
+        if self.before_flag is not None:
+            self.before_flag(done[-1])
+        self._mark_done(done)
+        with transaction(self.factory) as session:
+            state = _state(session, self.mailbox, self.cfg.folder)
+            assert state is not None
+            state.last_uid = max(state.last_uid, max(done))
 
     def _quarantine_large(self, mail_id: int, size: int) -> None:
         with transaction(self.factory) as session:
@@ -147,20 +163,20 @@ class ImapPoller:
                                            f"{self.max_bytes}; only its header was stored")
                 mail.processed_at = utcnow()
 
-    def _mark_done(self, uid: int) -> None:
+    def _mark_done(self, uids: list[int]) -> None:
         client = self.client
         assert client is not None
         if self.cfg.processed_folder:
             if not client.folder_exists(self.cfg.processed_folder):
                 client.create_folder(self.cfg.processed_folder)
             if client.has_capability("MOVE"):
-                client.move([uid], self.cfg.processed_folder)
+                client.move(uids, self.cfg.processed_folder)
             else:
-                client.copy([uid], self.cfg.processed_folder)
-                client.delete_messages([uid])
-                client.expunge([uid]) if client.has_capability("UIDPLUS") else client.expunge()
+                client.copy(uids, self.cfg.processed_folder)
+                client.delete_messages(uids)
+                client.expunge(uids) if client.has_capability("UIDPLUS") else client.expunge()
         else:
-            client.add_flags([uid], [PROCESSED_FLAG])
+            client.add_flags(uids, [PROCESSED_FLAG])
 
     # -- the loop ---------------------------------------------------------------------------
     def wait_for_mail(self) -> None:
@@ -188,6 +204,7 @@ class ImapPoller:
             except Exception:  # noqa: BLE001 - the connection may already be dead
                 pass
             self.client = None
+            self.uidvalidity = None
 
     def run_forever(self, on_poll: Callable[[PollResult], None] | None = None) -> None:
         """Poll, IDLE, repeat; reconnect with exponential backoff after any connection error

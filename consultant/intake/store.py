@@ -37,33 +37,34 @@ class Location:
 def store_raw(factory: sessionmaker[Session], raw: bytes, where: Location) -> Stored:
     """Store ``raw`` once and commit; return its id and whether it still needs processing."""
     digest = raw_sha256(raw)
-    with factory() as session:
-        with session.begin():
-            existing = session.execute(
-                select(InboundMail).where(InboundMail.raw_sha256 == digest)
-            ).scalar_one_or_none()
+    try:
+        with factory() as session, session.begin():
+            existing = _by_digest(session, digest)
             if existing is not None:
                 _relocate(existing, where)
                 return Stored(existing.id, False, existing.disposition is None)
-        headers = quick_headers(raw)
-        mail = InboundMail(
-            raw=raw, raw_sha256=digest, size=len(raw), message_id=headers["message_id"],
-            from_addr=headers["from"], subject=headers["subject"], source=where.source,
-            mailbox=where.mailbox, folder=where.folder, uidvalidity=where.uidvalidity,
-            uid=where.uid, rule_hits=[],
-        )
-        try:
-            with session.begin():
-                session.add(mail)
-        except IntegrityError:
-            # Another intake stored the same bytes between our check and insert.
-            session.rollback()
-            with session.begin():
-                existing = session.execute(
-                    select(InboundMail).where(InboundMail.raw_sha256 == digest)
-                ).scalar_one()
-                return Stored(existing.id, False, existing.disposition is None)
-        return Stored(mail.id, True, True)
+            headers = quick_headers(raw)
+            mail = InboundMail(
+                raw=raw, raw_sha256=digest, size=len(raw), message_id=headers["message_id"],
+                from_addr=headers["from"], subject=headers["subject"], source=where.source,
+                mailbox=where.mailbox, folder=where.folder, uidvalidity=where.uidvalidity,
+                uid=where.uid, rule_hits=[],
+            )
+            session.add(mail)
+            session.flush()
+            return Stored(mail.id, True, True)
+    except IntegrityError:
+        # Another intake stored the same bytes between our check and insert.
+        with factory() as session:
+            existing = _by_digest(session, digest)
+            assert existing is not None
+            return Stored(existing.id, False, existing.disposition is None)
+
+
+def _by_digest(session: Session, digest: str) -> InboundMail | None:
+    return session.execute(
+        select(InboundMail).where(InboundMail.raw_sha256 == digest)
+    ).scalar_one_or_none()
 
 
 def _relocate(mail: InboundMail, where: Location) -> None:
