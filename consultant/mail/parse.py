@@ -44,10 +44,15 @@ class MailView:
     html: str | None
     attachments: list[dict[str, object]] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    _headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     def header(self, name: str) -> str:
-        value = self.message.get(name)
-        return "" if value is None else str(value)
+        """A header's decoded value ('' if absent), parsed once: with ``policy.default`` every
+        ``message.get`` parses the header again, and the rules ask for the same ones often."""
+        key = name.lower()
+        if key not in self._headers:
+            self._headers[key] = _header_str(self.message, name)
+        return self._headers[key]
 
 
 def raw_sha256(raw: bytes) -> str:
