@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import re
+import threading
+from collections import OrderedDict
 from datetime import date
 from typing import Any
 
@@ -25,6 +28,9 @@ CPT_NO_DESCRIPTOR = (
     "loaded (caseconsultant codes import cpt-licensed FILE)."
 )
 PTP_LIST_LIMIT = 50
+CACHE_SIZE = 4096
+_cache: OrderedDict[tuple[Any, ...], dict[str, Any] | None] = OrderedDict()
+_cache_lock = threading.Lock()
 # "per 15 mg", "1 mg", "per 5 units", "0.5 mg" at the end of a HCPCS drug descriptor.
 _UNIT_RE = re.compile(
     r"(?:per\s+)?(\d+(?:,\d{3})*(?:\.\d+)?)\s*(mg|mcg|micrograms?|g|gm|ml|cc|units?|iu|meq|mci|millicuries?|microcuries?|uci)\b",
@@ -254,4 +260,17 @@ def lookup(session: Session, code: str, *, ptp_limit: int | None = PTP_LIST_LIMI
     always complete) -- 99214 alone is column 2 of thousands of edits.
     """
     with open_sources(session) as src:
-        return facts_for(src, code, ptp_limit)
+        # Releases are immutable once imported (a re-import makes a new release id), so the
+        # facts for a code are cached per process under the ids of the releases in force.
+        key = (code.strip().upper(), ptp_limit, src.icd.name,
+               tuple(sorted((k, r.id) for k, r in src.releases.items())))
+        with _cache_lock:
+            if key in _cache:
+                _cache.move_to_end(key)
+                return copy.deepcopy(_cache[key])
+        facts = facts_for(src, code, ptp_limit)
+        with _cache_lock:
+            _cache[key] = copy.deepcopy(facts)
+            if len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+        return facts
