@@ -16,6 +16,7 @@ demo: $(BIN)/caseconsultant
 
 test: $(BIN)/caseconsultant
 	$(BIN)/ruff check .
+	$(BIN)/mypy consultant workers
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
 
 bench: $(BIN)/caseconsultant

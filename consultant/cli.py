@@ -96,7 +96,7 @@ def cmd_cases_list(args: argparse.Namespace, settings: Settings, factory: sessio
         if args.status:
             query = query.where(Case.status == args.status)
         cases = session.execute(query).scalars().all()
-        rows = [{"id": c.id, "status": c.status, "requester": c.requester.email,
+        rows: list[dict[str, Any]] = [{"id": c.id, "status": c.status, "requester": c.requester.email,
                  "subject": c.subject, "created_at": c.created_at.isoformat()} for c in cases]
     if args.json:
         _print_json(rows)

@@ -13,6 +13,7 @@ import shutil
 import smtplib
 import time
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.policy import default as default_policy
 from email.utils import make_msgid
 from pathlib import Path
@@ -100,7 +101,9 @@ def run_demo(base: Settings, root: Path = Path("var/demo")) -> int:
     from consultant.views import case_json
 
     with rt.factory() as session:
-        data = case_json(session, settings, session.get(Case, case_id))
+        case = session.get(Case, case_id)
+        assert case is not None
+        data = case_json(session, settings, case)
     print(f"\n[demo] case {case_id}: status {data['status']}, requester {data['requester']} "
           f"({data['plan']}, {data['answers_remaining']} answer(s) left)")
     for code in data["codes"]:
@@ -135,14 +138,13 @@ def run_demo(base: Settings, root: Path = Path("var/demo")) -> int:
     _wait(rt, sent, 90, "the answer to be sent")
     box = mailbox.Maildir(settings.smtp_out.maildir, create=False)
     for key in box.iterkeys():
-        with box.get_file(key) as fh:
-            answer = fh.read()
-        parsed = __import__("email").message_from_bytes(answer, policy=default_policy)
+        parsed = BytesParser(policy=default_policy).parsebytes(box.get_bytes(key))
         print(f"\n----- answer delivered to {settings.smtp_out.maildir} -----")
         for header in ("From", "To", "Subject", "Message-ID", "In-Reply-To", "References"):
             print(f"{header}: {parsed[header]}")
         print()
-        print(parsed.get_body(preferencelist=("plain",)).get_content())
+        plain = parsed.get_body(preferencelist=("plain",))
+        print(plain.get_content() if plain is not None else "(no text part)")
     print(f"""[demo] done. The service keeps running; send more questions, e.g.:
 
   swaks --server {settings.smtp_in.host}:{settings.smtp_in.port} --to {addr} \\

@@ -207,7 +207,8 @@ def _part_view(session: Session, pf: PartFacts, ctx: MailContext) -> dict[str, A
 
 
 def _context_json(ctx: MailContext, api_context: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in api_context.items() if isinstance(v, str | int | float | bool | list | dict)}
+    out: dict[str, Any] = {k: v for k, v in api_context.items()
+                           if isinstance(v, str | int | float | bool | list | dict)}
     out.update({
         "date_of_service": ctx.date_of_service.isoformat() if ctx.date_of_service else None,
         "payer": ctx.payer,

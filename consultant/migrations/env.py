@@ -19,6 +19,7 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "consultant.db.alembic_config sets sqlalchemy.url"
     engine = make_engine(url)
 
     with engine.connect() as connection:
