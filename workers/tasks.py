@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -10,13 +11,31 @@ from consultant import processing
 from consultant.db import transaction
 from consultant.models import InboundMail, utcnow
 from consultant.outbox import send as outbox_send
+from consultant.outbox.transport import Transport
 from consultant.processing import Effects
+from consultant.runtime import Runtime
 from workers.app import app, runtime
 
 log = logging.getLogger(__name__)
 
 # After this many failed runs a mail is quarantined instead of retried: no crash loops.
 MAX_PROCESS_RETRIES = 3
+
+
+_local = threading.local()
+
+
+def _transport(rt: Runtime) -> Transport:
+    """One outbound transport per worker thread, kept between tasks: a new SMTP connection
+    (and TLS handshake and login) per answer was most of the cost of sending.  SmtpTransport
+    reconnects by itself when the server has dropped an idle connection."""
+    cached = getattr(_local, "transport", None)
+    if cached is None or cached[0] is not rt:
+        if cached is not None:
+            cached[1].close()
+        cached = (rt, rt.transport())
+        _local.transport = cached
+    return cached[1]
 
 
 def dispatch(effects: Effects) -> None:
@@ -82,12 +101,13 @@ def draft_case(self, case_id: int) -> str:  # type: ignore[no-untyped-def]
 @app.task(bind=True, name="caseconsultant.send_outbox", max_retries=None)
 def send_outbox(self, outbox_id: int) -> str:  # type: ignore[no-untyped-def]
     rt = runtime()
-    transport = rt.transport()
+    transport = _transport(rt)
     try:
         status = outbox_send.send_one(rt.factory, rt.settings, outbox_id, transport,
                                       rt.sent_folder)
-    finally:
-        transport.close()
+    except Exception:
+        transport.close()  # a connection in an unknown state is not reused
+        raise
     if status == "pending":
         # A temporary failure: the row carries its next attempt time; come back then.
         with rt.factory() as session:
