@@ -267,10 +267,25 @@ def question_mail(n: int, *, sender: str | None = None, tag: str = "bench") -> t
 
 # --- the pipeline, in-process like `caseconsultant run` ----------------------------------
 @contextmanager
-def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2) -> Iterator[object]:
+def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
+             threads: bool = False) -> Iterator[object]:
     """The pipeline as it is deployed: ``workers`` Celery worker *processes* (``caseconsultant
     worker`` / ``celery -A workers.app worker``; separate processes, so they use both cores
-    instead of sharing one interpreter lock), and the IMAP poller in this process."""
+    instead of sharing one interpreter lock), and the IMAP poller in this process.
+
+    ``threads=True``: one in-process worker with ``workers`` threads instead (as ``run``
+    starts it), for measurements that count tasks with in-process Celery signals or use tasks
+    defined only in this process."""
+    if threads:
+        from consultant.services import WorkerThread
+
+        worker = WorkerThread(settings, concurrency=workers).start()
+        try:
+            with pipeline(settings, poller=poller, workers=0) as rt:
+                yield rt
+        finally:
+            worker.stop()
+        return
     import subprocess
     import sys
     import tempfile

@@ -39,7 +39,7 @@ def _drain(settings, n: int) -> float:  # type: ignore[no-untyped-def]
     signals.task_prerun.connect(started, weak=False)
     signals.task_postrun.connect(ended, weak=False)
     try:
-        with pipeline(settings, poller=False):
+        with pipeline(settings, poller=False, threads=True):
             wait_until(lambda: ended.count >= n, timeout=300, interval=0.02)
     finally:
         signals.task_prerun.disconnect(started)

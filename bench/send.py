@@ -92,5 +92,5 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
         Figure("send.send_one(SmtpTransport)", ours, "msg/s", ceiling,
                note=f"{sent_direct}/{n} sent; claim+send+record per answer"),
         Figure("send.send_outbox tasks(2 workers)", tasks, "msg/s", ceiling,
-               note="a new SMTP connection per task"),
+               note="one SMTP connection per worker, reused across tasks"),
     ]

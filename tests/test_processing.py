@@ -187,3 +187,12 @@ def test_approval_without_quota_holds_the_case_and_keeps_the_edit(factory, setti
         assert case.status == "held_quota"
         assert case.drafts[-1].text == "Edited answer two." and case.drafts[-1].author == "c@cc.test"
         assert s.execute(select(func.count(Outbox.id))).scalar_one() == 1
+
+
+def test_nul_characters_in_decoded_headers_and_body_are_stored(factory, settings):
+    """Found by the bench: a corpus subject decodes to a NUL, which PostgreSQL text rejects."""
+    raw = question_mail(body="Can 77301 and 77338 be billed together?")
+    raw = raw.replace(b"Subject: Can 77301 and 77338 be billed together?",
+                      b"Subject: =?utf-8?q?NUL=00here_77301?=")
+    mail, _ = ingest(factory, settings, raw)
+    assert mail.disposition == "case" and mail.subject == "NULhere 77301"

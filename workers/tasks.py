@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from consultant import processing
 from consultant.db import transaction
@@ -66,23 +66,30 @@ def quarantine(mail_id: int, reason: str) -> None:
             mail.processed_at = utcnow()
 
 
-@app.task(bind=True, name="caseconsultant.process_mail", max_retries=MAX_PROCESS_RETRIES)
+# Worth retrying: a race with another worker (unique keys) or a database that went away or was
+# locked.  Anything else (bad data included) is retried a few times, then quarantined.
+TRANSIENT_DB_ERRORS = (IntegrityError, OperationalError, InterfaceError)
+MAX_TRANSIENT_RETRIES = 10
+
+
+@app.task(bind=True, name="caseconsultant.process_mail", max_retries=MAX_TRANSIENT_RETRIES)
 def process_mail(self, mail_id: int) -> str:  # type: ignore[no-untyped-def]
     rt = runtime()
     try:
         effects = processing.process_mail(rt.factory, rt.settings, mail_id)
-    except (IntegrityError, DBAPIError) as exc:
-        # Concurrent work on the same requester/case, or a locked database: try again.
-        raise self.retry(exc=exc, countdown=1 + self.request.retries, max_retries=10) from exc
     except LookupError:
         log.error("process_mail: mail %s does not exist", mail_id)
         return "missing"
     except Exception as exc:  # noqa: BLE001
-        if self.request.retries >= MAX_PROCESS_RETRIES:
+        transient = isinstance(exc, TRANSIENT_DB_ERRORS)
+        limit = MAX_TRANSIENT_RETRIES if transient else MAX_PROCESS_RETRIES
+        if self.request.retries >= limit:
+            # Never leave it undecided: the sweeper would hand it out again forever.
             log.exception("process_mail: giving up on mail %s", mail_id)
-            quarantine(mail_id, f"processing failed {MAX_PROCESS_RETRIES + 1} times: {exc!r}")
+            quarantine(mail_id, f"processing failed {limit + 1} times: {exc!r}")
             return "quarantined"
-        raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+        countdown = 1 + self.request.retries if transient else 2 ** self.request.retries
+        raise self.retry(exc=exc, countdown=countdown, max_retries=limit) from exc
     dispatch(effects)
     return "ok"
 
@@ -92,7 +99,7 @@ def draft_case(self, case_id: int) -> str:  # type: ignore[no-untyped-def]
     rt = runtime()
     try:
         effects = processing.draft_case(rt.factory, rt.settings, case_id)
-    except (IntegrityError, DBAPIError) as exc:
+    except TRANSIENT_DB_ERRORS as exc:
         raise self.retry(exc=exc, countdown=1 + self.request.retries) from exc
     dispatch(effects)
     return "ok"

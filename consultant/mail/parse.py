@@ -104,15 +104,25 @@ def quick_headers(raw: bytes) -> dict[str, str | None]:
                                                              headersonly=True)
         ids = message_ids_in(str(msg.get("Message-ID", "") or ""))
         _, addr = parseaddr(str(msg.get("From", "") or ""))
-        subject = str(msg.get("Subject", "") or "")[:998]
+        subject = without_nul(str(msg.get("Subject", "") or ""))[:998]
     except Exception:  # noqa: BLE001 - intake must store the bytes whatever they are
         return {"message_id": None, "from": None, "subject": None}
     return {"message_id": ids[0] if ids else None, "from": addr.lower() or None,
             "subject": subject or None}
 
 
+def without_nul(text: str) -> str:
+    """Text safe to store: decoded mail can carry NUL characters, which PostgreSQL text columns
+    reject (found on a corpus mail whose ISO-2022-JP subject decodes to one)."""
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
 def _safe_content(part: Message) -> str:
     """Decoded text of a part; unknown or lying charsets fall back instead of raising."""
+    return without_nul(_decoded(part))
+
+
+def _decoded(part: Message) -> str:
     try:
         content = part.get_content()  # type: ignore[attr-defined]
         return content if isinstance(content, str) else ""
@@ -133,7 +143,7 @@ def _header_str(msg: EmailMessage, name: str) -> str:
         value = msg.get(name)
     except Exception:  # noqa: BLE001 - a malformed header reads as empty, not a crash
         return ""
-    return "" if value is None else str(value)
+    return "" if value is None else without_nul(str(value))
 
 
 def parse_mail(raw: bytes) -> MailView:
