@@ -180,22 +180,34 @@ def cmd_cases_reject(args: argparse.Namespace, settings: Settings,
 
 
 # --- mail, requesters, outbox ---------------------------------------------------------------
+def _list_rows(factory: sessionmaker[Session], model: Any, column: Any, value: str | None,
+               to_json: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
+    """All rows of ``model`` in id order, filtered on ``column == value`` when a value is given."""
+    with factory() as session:
+        query = select(model).order_by(model.id)
+        if value:
+            query = query.where(column == value)
+        return [to_json(row) for row in session.execute(query).scalars()]
+
+
+def _print_rows(args: argparse.Namespace, rows: list[dict[str, Any]],
+                line: Callable[[dict[str, Any]], str]) -> int:
+    if args.json:
+        _print_json(rows)
+    else:
+        for row in rows:
+            print(line(row))
+    return 0
+
+
 def cmd_mail_list(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
     from consultant.models import InboundMail
     from consultant.views import mail_json
 
-    with factory() as session:
-        query = select(InboundMail).order_by(InboundMail.id)
-        if args.disposition:
-            query = query.where(InboundMail.disposition == args.disposition)
-        rows = [mail_json(m) for m in session.execute(query).scalars()]
-    if args.json:
-        _print_json(rows)
-    else:
-        for r in rows:
-            print(f"{r['id']:>6}  {r['disposition'] or 'pending':<12} case={r['case_id'] or '-':<5} "
-                  f"{(r['from'] or '-')[:30]:<30} {(r['subject'] or '')[:50]}")
-    return 0
+    rows = _list_rows(factory, InboundMail, InboundMail.disposition, args.disposition, mail_json)
+    return _print_rows(args, rows, lambda r: (
+        f"{r['id']:>6}  {r['disposition'] or 'pending':<12} case={r['case_id'] or '-':<5} "
+        f"{(r['from'] or '-')[:30]:<30} {(r['subject'] or '')[:50]}"))
 
 
 def cmd_requesters_add(args: argparse.Namespace, settings: Settings,
@@ -235,18 +247,10 @@ def cmd_outbox_list(args: argparse.Namespace, settings: Settings, factory: sessi
     from consultant.models import Outbox
     from consultant.views import outbox_json
 
-    with factory() as session:
-        query = select(Outbox).order_by(Outbox.id)
-        if args.status:
-            query = query.where(Outbox.status == args.status)
-        rows = [outbox_json(o) for o in session.execute(query).scalars()]
-    if args.json:
-        _print_json(rows)
-    else:
-        for r in rows:
-            print(f"{r['id']:>6}  {r['status']:<12} {r['kind']:<13} case={r['case_id'] or '-':<5} "
-                  f"{r['to']:<30} {r['last_error'] or ''}")
-    return 0
+    rows = _list_rows(factory, Outbox, Outbox.status, args.status, outbox_json)
+    return _print_rows(args, rows, lambda r: (
+        f"{r['id']:>6}  {r['status']:<12} {r['kind']:<13} case={r['case_id'] or '-':<5} "
+        f"{r['to']:<30} {r['last_error'] or ''}"))
 
 
 def cmd_outbox_resolve(args: argparse.Namespace, settings: Settings,
