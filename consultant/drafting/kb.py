@@ -207,7 +207,13 @@ def modifier_descriptor(session: Session, modifier: str) -> tuple[str | None, st
 
 def _icd(session: Session, code: str) -> CodeFacts:
     facts = CodeFacts(code=code, system="ICD-10-CM")
-    found = _icd_from_api(session, code) or _icd_from_table(session, code) or _icd_builtin(code)
+    from_api = _icd_from_api(session, code)
+    if from_api is _UNKNOWN:
+        # The knowledge base answered "no such code": the fallbacks below would only repeat it
+        # (and the last one loads simple-icd-10-cm, ~3 s and ~150 MB, into the worker).
+        found = None
+    else:
+        found = from_api or _icd_from_table(session, code) or _icd_builtin(code)
     if found is None:
         facts.status = "not an ICD-10-CM code"
         facts.source = ICD_BUILTIN_LABEL
@@ -218,7 +224,12 @@ def _icd(session: Session, code: str) -> CodeFacts:
     return facts
 
 
-def _icd_from_api(session: Session, code: str) -> tuple[str, bool, dict[str, list[str]], str] | None:
+_UNKNOWN: Any = object()  # the knowledge base was asked and knows no such ICD-10-CM code
+
+
+def _icd_from_api(session: Session, code: str) -> Any:
+    """(descriptor, billable, notes, source); ``_UNKNOWN`` when lookup knows no such code;
+    None when lookup is unavailable or failed (then the other sources are tried)."""
     lookup = getattr(codes_api, "lookup", None)
     if lookup is None:
         return None
@@ -227,6 +238,9 @@ def _icd_from_api(session: Session, code: str) -> tuple[str, bool, dict[str, lis
     except Exception:  # noqa: BLE001 - the codes API is optional here; fall back to the data
         log.debug("codes.api.lookup(%s) failed", code, exc_info=True)
         return None
+    if found is None or (isinstance(found, dict) and found.get("system") == "ICD-10-CM"
+                         and not found.get("description")):
+        return _UNKNOWN
     if not isinstance(found, dict) or not found.get("description"):
         return None
     return (str(found["description"]), bool(found.get("billable", True)),
