@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from consultant.db import transaction
 from consultant.drafting.draft import DRAFT_FLAGS, DraftResult, make_draft
 from consultant.drafting.suggest import PROMPT_PREFIX
-from consultant.drafting.templating import render_pair
 from consultant.mail.body import new_text
 from consultant.mail.parse import MailParseError, MailView, parse_mail
 from consultant.mail.rules import classify_machine_mail
@@ -36,7 +35,7 @@ from consultant.models import (
     Outbox,
     utcnow,
 )
-from consultant.outbox.compose import BadAddress, build_message, new_message_id, reply_subject
+from consultant.outbox.notices import queue_notice
 from consultant.quota import ledger, registration
 from consultant.settings import Settings
 
@@ -272,22 +271,13 @@ def _maybe_notify_over_quota(session: Session, settings: Settings, case: Case,
     context = {"subject": case.subject, "plan": quota.plan, "used": quota.answers_used,
                "allowed": quota.answers_allowed, "registered_extra": settings.quota.registered,
                "service_address": settings.service.address, "service_name": settings.service.name}
-    text, html = render_pair("over_quota", context, settings.service.template_dir)
-    message_id = new_message_id(settings)
-    subject = reply_subject(case.subject, case.id)
-    try:
-        raw = build_message(settings, to_addr=requester.email, subject=subject, text=text,
-                            html=html, message_id=message_id,
-                            in_reply_to=first.message_id if first else None,
-                            references=[], auto_submitted="auto-replied")
-    except BadAddress:
+    outbox_id = queue_notice(session, settings, case, template="over_quota", context=context,
+                             kind="quota_notice",
+                             in_reply_to=first.message_id if first else None)
+    if outbox_id is None:
         return
-    out = Outbox(case_id=case.id, kind="quota_notice", message_id=message_id,
-                 to_addr=requester.email, subject=subject, raw=raw, charges_quota=False)
-    session.add(out)
-    session.flush()
     requester.last_notice_at = now
-    effects.outbox_ids.append(out.id)
+    effects.outbox_ids.append(outbox_id)
 
 
 def draft_case(factory: sessionmaker[Session], settings: Settings, case_id: int) -> Effects:

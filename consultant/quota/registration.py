@@ -12,9 +12,8 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consultant.drafting.templating import render_pair
-from consultant.models import HELD_QUOTA, AuditEvent, Case, InboundMail, Outbox
-from consultant.outbox.compose import BadAddress, build_message, new_message_id, reply_subject
+from consultant.models import HELD_QUOTA, AuditEvent, Case, InboundMail
+from consultant.outbox.notices import queue_notice
 from consultant.quota import ledger
 from consultant.settings import Settings
 
@@ -42,17 +41,5 @@ def register(session: Session, settings: Settings, case: Case, mail: InboundMail
                "answers_allowed": status.answers_allowed,
                "answers_remaining": status.answers_remaining, "held_cases": len(held) + 1,
                "service_address": settings.service.address}
-    text, html = render_pair("registration", context, settings.service.template_dir)
-    message_id = new_message_id(settings)
-    subject = reply_subject(case.subject, case.id)
-    try:
-        raw = build_message(settings, to_addr=requester.email, subject=subject, text=text,
-                            html=html, message_id=message_id, in_reply_to=mail.message_id,
-                            references=[], auto_submitted="auto-replied")
-    except BadAddress:
-        return held, None
-    out = Outbox(case_id=case.id, kind="notice", message_id=message_id, to_addr=requester.email,
-                 subject=subject, raw=raw, charges_quota=False)
-    session.add(out)
-    session.flush()
-    return held, out.id
+    return held, queue_notice(session, settings, case, template="registration", context=context,
+                              kind="notice", in_reply_to=mail.message_id)
