@@ -45,8 +45,8 @@ def store_raw(factory: sessionmaker[Session], raw: bytes, where: Location) -> St
                 return Stored(existing.id, False, existing.disposition is None)
             headers = quick_headers(raw)
             mail = InboundMail(
-                raw=raw, raw_sha256=digest, size=len(raw), message_id=headers["message_id"],
-                from_addr=headers["from"], subject=headers["subject"], source=where.source,
+                raw=raw, raw_sha256=digest, size=len(raw), message_id=headers.message_id,
+                from_addr=headers.from_addr, subject=headers.subject, source=where.source,
                 mailbox=where.mailbox, folder=where.folder, uidvalidity=where.uidvalidity,
                 uid=where.uid, rule_hits=[],
             )

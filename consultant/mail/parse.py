@@ -93,8 +93,16 @@ def message_ids_in(value: str | None) -> list[str]:
     return _MSGID_RE.findall(value)
 
 
-def quick_headers(raw: bytes) -> dict[str, str | None]:
-    """Message-ID, From and Subject without a full parse (used at intake, before storing).
+@dataclass(frozen=True)
+class QuickHeaders:
+    message_id: str | None = None
+    from_addr: str | None = None
+    subject: str | None = None
+    references: tuple[str, ...] = ()
+
+
+def quick_headers(raw: bytes) -> QuickHeaders:
+    """Message-ID, From, Subject and References without a full parse (intake, threading).
 
     Uses the compat32 policy on the header block only: it does not decode encoded words,
     so it is cheap and cannot blow up on hostile headers; anything odd simply yields None.
@@ -105,10 +113,11 @@ def quick_headers(raw: bytes) -> dict[str, str | None]:
         ids = message_ids_in(str(msg.get("Message-ID", "") or ""))
         _, addr = parseaddr(str(msg.get("From", "") or ""))
         subject = without_nul(str(msg.get("Subject", "") or ""))[:998]
+        references = message_ids_in(str(msg.get("References", "") or ""))
     except Exception:  # noqa: BLE001 - intake must store the bytes whatever they are
-        return {"message_id": None, "from": None, "subject": None}
-    return {"message_id": ids[0] if ids else None, "from": addr.lower() or None,
-            "subject": subject or None}
+        return QuickHeaders()
+    return QuickHeaders(ids[0] if ids else None, addr.lower() or None, subject or None,
+                        tuple(references))
 
 
 def without_nul(text: str) -> str:

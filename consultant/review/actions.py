@@ -16,7 +16,7 @@ from consultant.db import transaction
 from consultant.drafting import approval
 from consultant.drafting.suggest import PROMPT_PREFIX, has_prompt
 from consultant.drafting.templating import render_html, render_text
-from consultant.mail.parse import message_ids_in
+from consultant.mail.parse import quick_headers
 from consultant.models import (
     APPROVED,
     AWAITING_REVIEW,
@@ -26,7 +26,6 @@ from consultant.models import (
     AuditEvent,
     Case,
     Draft,
-    InboundMail,
     Outbox,
     Requester,
 )
@@ -80,29 +79,15 @@ def edit_draft(factory: sessionmaker[Session], case_id: int, text: str, by: str)
         return save_edit(session, case, text, by).version
 
 
-def _thread_ids(session: Session, case: Case) -> tuple[str | None, list[str]]:
+def _thread_ids(case: Case) -> tuple[str | None, list[str]]:
     """In-Reply-To (the newest inbound mail) and References (the thread so far)."""
-    mails = session.execute(
-        select(InboundMail).where(InboundMail.case_id == case.id).order_by(InboundMail.id)
-    ).scalars().all()
-    newest = mails[-1] if mails else None
-    refs: list[str] = []
-    if newest is not None:
-        refs = message_ids_in(_raw_references(newest.raw))
-        if newest.message_id:
-            refs.append(newest.message_id)
-    return (newest.message_id if newest else None), refs
-
-
-def _raw_references(raw: bytes) -> str:
-    from email import policy
-    from email.parser import BytesParser
-
-    try:
-        head = BytesParser(policy=policy.compat32).parsebytes(raw[:65536], headersonly=True)
-        return str(head.get("References", "") or "")
-    except Exception:  # noqa: BLE001 - a mangled References header just isn't used
-        return ""
+    if not case.mails:
+        return None, []
+    newest = case.mails[-1]  # the relationship is ordered by id
+    refs = list(quick_headers(newest.raw).references)
+    if newest.message_id:
+        refs.append(newest.message_id)
+    return newest.message_id, refs
 
 
 def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
@@ -154,7 +139,7 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         text_part = body + footer
         html_part = render_html("final", {"body": body, "footer": footer.strip()},
                                 settings.service.template_dir)
-        in_reply_to, references = _thread_ids(session, case)
+        in_reply_to, references = _thread_ids(case)
         message_id = new_message_id(settings)
         subject = reply_subject(case.subject, case.id)
         raw = build_message(settings, to_addr=requester.email, subject=subject, text=text_part,
