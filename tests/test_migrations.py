@@ -17,7 +17,4 @@ def test_migration_matches_models(db_url):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
-    # Expression indexes (full-text) are created by the code importers, not reflected here.
-    diff = [d for d in diff if not (d[0] in ("add_index", "remove_index")
-                                    and "search" in str(getattr(d[1], "name", "")))]
     assert diff == []

@@ -1,7 +1,7 @@
 """Ranked text search over code descriptors and ICD-10-CM inclusion terms.
 
-SQLite: an FTS5 table (porter stemmer) keyed by ``codes_search.id``.  PostgreSQL: a GIN index on
-``to_tsvector('english', body)`` (declared in models).  Both backends only *find* candidates; the
+SQLite: an FTS5 table (porter stemmer) keyed by ``codes_search.id``.  PostgreSQL: the stored
+``codes_search.tsv`` column (``to_tsvector('english', body)``) under a GIN index (declared in models).  Both backends only *find* candidates; the
 final order comes from one Python ranking (query words covered, then shorter text first), so the
 two backends and the two databases (main and built-in ICD-10-CM) rank alike and merge cleanly.
 """
@@ -35,11 +35,16 @@ def ensure(session: Session) -> None:
 
 
 def index_release(session: Session, release_id: int) -> None:
-    """Add a release's ``codes_search`` rows to the FTS5 table (PostgreSQL indexes by itself)."""
+    """Index a release's ``codes_search`` rows: FTS5 on SQLite, the ``tsv`` column on PostgreSQL."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(
             text(f"INSERT INTO {FTS_TABLE}(rowid, body) SELECT id, body FROM codes_search "
                  "WHERE release_id = :r"),
+            {"r": release_id},
+        )
+    else:
+        session.execute(
+            text("UPDATE codes_search SET tsv = to_tsvector('english', body) WHERE release_id = :r"),
             {"r": release_id},
         )
 
@@ -118,9 +123,9 @@ def candidates(
     else:
         sql = (
             "SELECT s.system, s.code, s.field, s.body FROM codes_search s, "
-            "to_tsquery('english', :q) q WHERE to_tsvector('english', s.body) @@ q "
+            "to_tsquery('english', :q) q WHERE s.tsv @@ q "
             f"AND s.release_id IN ({placeholders}){sys_filter} "
-            "ORDER BY ts_rank_cd(to_tsvector('english', s.body), q, 1) DESC LIMIT :n"
+            "ORDER BY ts_rank_cd(s.tsv, q, 1) DESC LIMIT :n"
         )
     hits: list[Hit] = []
     seen: set[tuple[str, str, str]] = set()

@@ -2,12 +2,12 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 01:19:10.477156
+Create Date: 2026-11-29 23:41:36.256578
 """
 from alembic import op
 import sqlalchemy as sa
 import consultant.models
-
+from sqlalchemy.dialects import postgresql
 
 revision = '0001'
 down_revision = None
@@ -205,11 +205,13 @@ def upgrade() -> None:
     sa.Column('code', sa.String(length=8), nullable=False),
     sa.Column('field', sa.String(length=16), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('tsv', sa.Text().with_variant(postgresql.TSVECTOR(), 'postgresql'), nullable=True),
     sa.ForeignKeyConstraint(['release_id'], ['codes_releases.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('codes_search', schema=None) as batch_op:
         batch_op.create_index('ix_codes_search_release', ['release_id'], unique=False)
+        batch_op.create_index('ix_codes_search_tsv', ['tsv'], unique=False, postgresql_using='gin')
 
     op.create_table('console_api_tokens',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -399,6 +401,7 @@ def downgrade() -> None:
 
     op.drop_table('console_api_tokens')
     with op.batch_alter_table('codes_search', schema=None) as batch_op:
+        batch_op.drop_index('ix_codes_search_tsv', postgresql_using='gin')
         batch_op.drop_index('ix_codes_search_release')
 
     op.drop_table('codes_search')
