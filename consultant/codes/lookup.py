@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from consultant.codes import icd
+from consultant.codes import extras, icd
 from consultant.codes.formats import CPT_RE, HCPCS_RE
 from consultant.codes.meanings import AOC_TYPE, HCPCS_COVERAGE, HCPCS_PRICING, MAI, PTP_MODIFIER
 from consultant.codes.models import KIND_AOC, KIND_CPT, KIND_HCPCS, KIND_MUE, KIND_PTP
@@ -94,6 +94,7 @@ def hcpcs_facts(src: Sources, code: str, modifier: bool = False) -> dict[str, An
         facts["pricing"] = [{"code": p, "meaning": HCPCS_PRICING.get(p)} for p in fields.pop("pricing_indicators", [])]
         facts["billing_unit"] = billing_unit(row["long_description"])
     facts["fields"] = fields
+    extras.hcpcs(src, facts, modifier)  # processing note, NOC, corrections, annual update
     return facts
 
 
@@ -217,6 +218,7 @@ def procedure_facts(src: Sources, code: str, system: str, hcpcs: dict[str, Any] 
     facts["mue"] = mue_facts(src, code)
     facts["addon"] = aoc_facts(src, code)
     facts["ptp"] = ptp_facts(src, code, ptp_limit)
+    extras.ioce(src, facts["ptp"])  # the I/OCE version each hospital edit took effect in
     return facts
 
 

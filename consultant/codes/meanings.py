@@ -56,3 +56,10 @@ HCPCS_PRICING = {
     "57": "Other carrier priced",
     "99": "Value not established",
 }
+# Said of every code on CMS's NOC list (the claim-line narrative rule for NOC codes).
+NOC_CLAIM = (
+    "Not otherwise classified (NOC) code: for use only when no more specific code describes the "
+    "item or service. The claim line must carry a narrative description (e.g. in the claim's "
+    "remarks/NTE segment): for a drug, its name, dosage and route of administration, and the NDC; "
+    "for a supply, device or service, what it is."
+)

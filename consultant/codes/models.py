@@ -40,7 +40,14 @@ KIND_MUE = "mue"
 KIND_AOC = "aoc"
 KIND_PTP = "ptp"
 KIND_CPT = "cpt-licensed"
-KINDS = (KIND_ICD10CM, KIND_HCPCS, KIND_MUE, KIND_AOC, KIND_PTP, KIND_CPT)
+# Companion files of the HCPCS release and the I/OCE version table (tables at the end).
+KIND_HCPCS_NOTES = "hcpcs-notes"
+KIND_HCPCS_NOC = "hcpcs-noc"
+KIND_HCPCS_CORRECTIONS = "hcpcs-corrections"
+KIND_HCPCS_TRANSACTIONS = "hcpcs-transactions"
+KIND_IOCE_VERSIONS = "ioce-versions"
+KINDS = (KIND_ICD10CM, KIND_HCPCS, KIND_MUE, KIND_AOC, KIND_PTP, KIND_CPT, KIND_HCPCS_NOTES,
+         KIND_HCPCS_NOC, KIND_HCPCS_CORRECTIONS, KIND_HCPCS_TRANSACTIONS, KIND_IOCE_VERSIONS)
 
 
 class CodeRelease(Base):
@@ -217,3 +224,90 @@ class SearchTerm(Base):
     # rather than an expression index because ranking reads it per candidate row; recomputing
     # to_tsvector there cost ~250 ms on common words.  NULL (and unused) on SQLite, which has FTS5.
     tsv: Mapped[str | None] = mapped_column(Text().with_variant(TSVECTOR(), "postgresql"))
+
+
+class HcpcsProcessingNote(Base):
+    """A numbered HCPCS processing note (``proc_notes_*.txt``); a code's PROCNOTE points at one."""
+
+    __tablename__ = "codes_hcpcs_notes"
+    __table_args__ = (UniqueConstraint("release_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    number: Mapped[str] = mapped_column(String(4))  # zero-padded, as in the PROCNOTE field
+    text: Mapped[str] = mapped_column(Text)
+
+
+class HcpcsNocCode(Base):
+    """A not-otherwise-classified HCPCS code (CMS ``NOC codes_<MON><YYYY>.xlsx``)."""
+
+    __tablename__ = "codes_hcpcs_noc"
+    __table_args__ = (UniqueConstraint("release_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    code: Mapped[str] = mapped_column(String(5))
+    long_description: Mapped[str] = mapped_column(Text)
+    add_date: Mapped[date | None] = mapped_column(Date)
+    term_date: Mapped[date | None] = mapped_column(Date)
+
+
+class HcpcsCorrection(Base):
+    """One row of CMS's corrections to a HCPCS file.  A code may be corrected more than once;
+    ``row`` keeps CMS's order.  ``action`` is CMS's free text ("Terminate", "Revise TOS")."""
+
+    __tablename__ = "codes_hcpcs_corrections"
+    __table_args__ = (Index("ix_codes_hcpcs_corrections_code", "release_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    row: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(5))
+    action: Mapped[str] = mapped_column(Text)
+    short_description: Mapped[str | None] = mapped_column(Text)
+    long_description: Mapped[str | None] = mapped_column(Text)
+    effective_date: Mapped[date | None] = mapped_column(Date)
+    # The other corrected columns that are filled (TOS, BETOS, Coverage, Pricing...).
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class HcpcsTransaction(Base):
+    """A code's action in a HCPCS annual-update transaction report ("Changes by HCPC")."""
+
+    __tablename__ = "codes_hcpcs_transactions"
+    __table_args__ = (UniqueConstraint("release_id", "code", "is_modifier"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    code: Mapped[str] = mapped_column(String(5))
+    is_modifier: Mapped[bool] = mapped_column(Boolean, default=False)
+    action: Mapped[str] = mapped_column(String(64))  # as the report words it ("ADD", "No Change")
+    action_code: Mapped[str | None] = mapped_column(String(1))  # its letter in the Action Code Key
+    short_description: Mapped[str | None] = mapped_column(Text)
+    long_description: Mapped[str | None] = mapped_column(Text)
+
+
+class HcpcsActionCode(Base):
+    """The transaction report's "Action Code Key": letter -> meaning (also explains ACTION CD)."""
+
+    __tablename__ = "codes_hcpcs_action_codes"
+    __table_args__ = (UniqueConstraint("release_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    code: Mapped[str] = mapped_column(String(1))
+    meaning: Mapped[str] = mapped_column(String(200))
+
+
+class IoceVersion(Base):
+    """An I/OCE version and the dates it applied to (the hospital NCCI PTP table is dated by them)."""
+
+    __tablename__ = "codes_ioce_versions"
+    __table_args__ = (UniqueConstraint("release_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    seq: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(16))  # e.g. "26.2.3"
+    date_started: Mapped[date] = mapped_column(Date)
+    date_ended: Mapped[date] = mapped_column(Date)

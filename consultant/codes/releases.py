@@ -25,14 +25,21 @@ from consultant.codes.models import (
     AocEdit,
     CodeRelease,
     CptDescriptor,
+    HcpcsActionCode,
     HcpcsCode,
+    HcpcsCorrection,
+    HcpcsNocCode,
+    HcpcsProcessingNote,
+    HcpcsTransaction,
     Icd10cmCode,
+    IoceVersion,
     MueEdit,
     PtpEdit,
     SearchTerm,
 )
 
-FACT_TABLES = (Icd10cmCode, HcpcsCode, MueEdit, AocEdit, PtpEdit, CptDescriptor)
+FACT_TABLES = (Icd10cmCode, HcpcsCode, MueEdit, AocEdit, PtpEdit, CptDescriptor, HcpcsProcessingNote,
+               HcpcsNocCode, HcpcsCorrection, HcpcsTransaction, HcpcsActionCode, IoceVersion)
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,19 @@ class ImportOutcome:
 
 def _loader(kind: str) -> Callable[[Session, int, Path, ProgressFn], LoadResult]:
     # Imported lazily: the CLI and the worker only pay for the importer they use.
-    from consultant.codes.importers import aoc, cpt, hcpcs, icd10cm_xml, mue, ptp
+    from consultant.codes.importers import (
+        aoc,
+        cpt,
+        hcpcs,
+        hcpcs_corrections,
+        hcpcs_noc,
+        hcpcs_notes,
+        hcpcs_transactions,
+        icd10cm_xml,
+        ioce_versions,
+        mue,
+        ptp,
+    )
 
     return {
         "icd10cm-xml": icd10cm_xml.load,
@@ -75,6 +94,11 @@ def _loader(kind: str) -> Callable[[Session, int, Path, ProgressFn], LoadResult]
         "aoc": aoc.load,
         "ptp": ptp.load,
         "cpt-licensed": cpt.load,
+        "hcpcs-notes": hcpcs_notes.load,
+        "hcpcs-noc": hcpcs_noc.load,
+        "hcpcs-corrections": hcpcs_corrections.load,
+        "hcpcs-transactions": hcpcs_transactions.load,
+        "ioce-versions": ioce_versions.load,
     }[kind]
 
 

@@ -151,12 +151,33 @@ def _row(release_id: int, e: _Entry) -> tuple[object, ...]:
     )
 
 
+def quarter_of(file_name: str) -> date | None:
+    """The quarterly HCPCS file a CMS file name belongs to: ``HCPC2026_JAN...`` (the code file
+    and its corrections and transaction report) or ``..._JAN2026`` (processing notes, NOC list)."""
+    upper = file_name.upper()
+    m = re.search(r"HCPC(\d{4})_([A-Z]{3})", upper)
+    if m and m.group(2) in MONTHS:
+        return date(int(m.group(1)), MONTHS[m.group(2)], 1)
+    m = re.search(r"(JAN|APR|JUL|OCT)[_ -]?(\d{4})", upper)
+    return date(int(m.group(2)), MONTHS[m.group(1)], 1) if m else None
+
+
+def companion_result(path: Path, label: str, count: int, field: str, progress: ProgressFn) -> LoadResult:
+    """The LoadResult of a quarterly companion file (processing notes, NOC list): named by its
+    quarter, e.g. "HCPCS NOC codes 2026-01"; no rows at all is an ImportFormatError on ``field``."""
+    if not count:
+        raise ImportFormatError(path, None, field, f"no {label} found")
+    progress(count, 1000)
+    quarter = quarter_of(logical_name(path))
+    name = f"HCPCS {label} {quarter:%Y-%m}" if quarter else f"HCPCS {label} ({logical_name(path)})"
+    return LoadResult(name, count, effective_date=quarter)
+
+
 def release_name(file_name: str) -> tuple[str, date | None]:
     """``HCPC2026_JAN_ANWEB...`` -> ("HCPCS 2026-01", 2026-01-01)."""
-    m = re.search(r"HCPC(\d{4})_([A-Z]{3})", file_name.upper())
-    if m and m.group(2) in MONTHS:
-        year, month = int(m.group(1)), MONTHS[m.group(2)]
-        return f"HCPCS {year}-{month:02d}", date(year, month, 1)
+    quarter = quarter_of(file_name) if "HCPC" in file_name.upper() else None
+    if quarter is not None:
+        return f"HCPCS {quarter:%Y-%m}", quarter
     return f"HCPCS ({file_name})", None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -21,8 +22,9 @@ from consultant.codes.files import (
 )
 
 
-def xlsx_raw_rows(path: Path) -> Iterator[tuple[int, tuple[object, ...]]]:
-    """(row number, cell values) of the first sheet; a damaged workbook is an ImportFormatError."""
+def xlsx_raw_rows(path: Path, sheet: str | None = None) -> Iterator[tuple[int, tuple[object, ...]]]:
+    """(row number, cell values) of the first sheet (or the one named ``sheet``); a damaged
+    workbook or a missing sheet is an ImportFormatError."""
     import zipfile
     import zlib
 
@@ -30,15 +32,59 @@ def xlsx_raw_rows(path: Path) -> Iterator[tuple[int, tuple[object, ...]]]:
 
     try:
         wb = openpyxl.load_workbook(io.BytesIO(read_all(path)), read_only=True)
-        yield from enumerate(wb.worksheets[0].iter_rows(values_only=True), start=1)
+        if sheet is not None and sheet not in wb.sheetnames:
+            raise ImportFormatError(path, None, "workbook", f"no sheet named {sheet!r} (found: {', '.join(wb.sheetnames)})")
+        ws = wb[sheet] if sheet is not None else wb.worksheets[0]
+        yield from enumerate(ws.iter_rows(values_only=True), start=1)
     except (zipfile.BadZipFile, KeyError, OSError, EOFError, zlib.error) as exc:
         raise ImportFormatError(path, None, "workbook", f"not a readable xlsx file ({exc})") from None
 
 
-def xlsx_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(row number, cells as stripped strings) of the first sheet."""
-    for rowno, row in xlsx_raw_rows(path):
+def xlsx_rows(path: Path, sheet: str | None = None) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells as stripped strings) of the first sheet (or the one named ``sheet``)."""
+    for rowno, row in xlsx_raw_rows(path, sheet):
         yield rowno, ["" if v is None else str(v).strip() for v in row]
+
+
+def column_index(header: list[str], wanted: tuple[str, ...], path: Path) -> dict[str, int]:
+    """Where each ``wanted`` column is in ``header`` (compared case-insensitively); a missing one
+    is an ImportFormatError naming it."""
+    folded = [h.casefold() for h in header]
+    index = {}
+    for col in wanted:
+        try:
+            index[col] = folded.index(col.casefold())
+        except ValueError:
+            raise ImportFormatError(path, None, col, "column missing from the header") from None
+    return index
+
+
+def cell(cells: list[str], index: dict[str, int], col: str) -> str:
+    """The cell of column ``col`` ("" where a short row ends before it)."""
+    i = index[col]
+    return cells[i] if i < len(cells) else ""
+
+
+_SLASHED = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+
+
+def any_date(value: str, path: Path, line: int, name: str) -> str | None:
+    """A date as CMS spreadsheets hold it -> ISO string; blank -> None.
+
+    Accepts a date cell (read as ``YYYY-MM-DD[ HH:MM:SS]``), ``YYYYMMDD`` numbers and ``M/D/YYYY``
+    text: the same column is typed differently from one CMS workbook to the next.
+    """
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        if m := _SLASHED.fullmatch(value):
+            return date(int(m.group(3)), int(m.group(1)), int(m.group(2))).isoformat()
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}( 00:00:00)?", value):
+            return date.fromisoformat(value[:10]).isoformat()
+    except ValueError:
+        raise ImportFormatError(path, line, name, f"not a date: {value!r}") from None
+    return ymd(value, path, line, name, blank=("",))
 
 
 def text_rows(data: DataFile, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:

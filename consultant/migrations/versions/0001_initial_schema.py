@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 23:41:36.256578
+Create Date: 2026-11-29 23:49:57.691296
 """
 from alembic import op
 import sqlalchemy as sa
@@ -174,6 +174,64 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('release_id', 'code', 'is_modifier')
     )
+    op.create_table('codes_hcpcs_action_codes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('release_id', sa.Integer(), nullable=False),
+    sa.Column('code', sa.String(length=1), nullable=False),
+    sa.Column('meaning', sa.String(length=200), nullable=False),
+    sa.ForeignKeyConstraint(['release_id'], ['codes_releases.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('release_id', 'code')
+    )
+    op.create_table('codes_hcpcs_corrections',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('release_id', sa.Integer(), nullable=False),
+    sa.Column('row', sa.Integer(), nullable=False),
+    sa.Column('code', sa.String(length=5), nullable=False),
+    sa.Column('action', sa.Text(), nullable=False),
+    sa.Column('short_description', sa.Text(), nullable=True),
+    sa.Column('long_description', sa.Text(), nullable=True),
+    sa.Column('effective_date', sa.Date(), nullable=True),
+    sa.Column('fields', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['release_id'], ['codes_releases.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('codes_hcpcs_corrections', schema=None) as batch_op:
+        batch_op.create_index('ix_codes_hcpcs_corrections_code', ['release_id', 'code'], unique=False)
+
+    op.create_table('codes_hcpcs_noc',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('release_id', sa.Integer(), nullable=False),
+    sa.Column('code', sa.String(length=5), nullable=False),
+    sa.Column('long_description', sa.Text(), nullable=False),
+    sa.Column('add_date', sa.Date(), nullable=True),
+    sa.Column('term_date', sa.Date(), nullable=True),
+    sa.ForeignKeyConstraint(['release_id'], ['codes_releases.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('release_id', 'code')
+    )
+    op.create_table('codes_hcpcs_notes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('release_id', sa.Integer(), nullable=False),
+    sa.Column('number', sa.String(length=4), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['release_id'], ['codes_releases.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('release_id', 'number')
+    )
+    op.create_table('codes_hcpcs_transactions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('release_id', sa.Integer(), nullable=False),
+    sa.Column('code', sa.String(length=5), nullable=False),
+    sa.Column('is_modifier', sa.Boolean(), nullable=False),
+    sa.Column('action', sa.String(length=64), nullable=False),
+    sa.Column('action_code', sa.String(length=1), nullable=True),
+    sa.Column('short_description', sa.Text(), nullable=True),
+    sa.Column('long_description', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['release_id'], ['codes_releases.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('release_id', 'code', 'is_modifier')
+    )
     op.create_table('codes_icd10cm',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('release_id', sa.Integer(), nullable=False),
@@ -186,6 +244,17 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['release_id'], ['codes_releases.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('release_id', 'code')
+    )
+    op.create_table('codes_ioce_versions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('release_id', sa.Integer(), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('version', sa.String(length=16), nullable=False),
+    sa.Column('date_started', sa.Date(), nullable=False),
+    sa.Column('date_ended', sa.Date(), nullable=False),
+    sa.ForeignKeyConstraint(['release_id'], ['codes_releases.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('release_id', 'seq')
     )
     op.create_table('codes_mue',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -406,7 +475,16 @@ def downgrade() -> None:
 
     op.drop_table('codes_search')
     op.drop_table('codes_mue')
+    op.drop_table('codes_ioce_versions')
     op.drop_table('codes_icd10cm')
+    op.drop_table('codes_hcpcs_transactions')
+    op.drop_table('codes_hcpcs_notes')
+    op.drop_table('codes_hcpcs_noc')
+    with op.batch_alter_table('codes_hcpcs_corrections', schema=None) as batch_op:
+        batch_op.drop_index('ix_codes_hcpcs_corrections_code')
+
+    op.drop_table('codes_hcpcs_corrections')
+    op.drop_table('codes_hcpcs_action_codes')
     op.drop_table('codes_hcpcs')
     op.drop_table('codes_cpt')
     with op.batch_alter_table('codes_aoc', schema=None) as batch_op:
