@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import json
 import re
 import threading
 from collections import OrderedDict
@@ -29,7 +29,7 @@ CPT_NO_DESCRIPTOR = (
 )
 PTP_LIST_LIMIT = 50
 CACHE_SIZE = 4096
-_cache: OrderedDict[tuple[Any, ...], dict[str, Any] | None] = OrderedDict()
+_cache: OrderedDict[tuple[Any, ...], str] = OrderedDict()
 _cache_lock = threading.Lock()
 # "per 15 mg", "1 mg", "per 5 units", "0.5 mg" at the end of a HCPCS drug descriptor.
 _UNIT_RE = re.compile(
@@ -74,8 +74,6 @@ def hcpcs_facts(src: Sources, code: str, modifier: bool = False) -> dict[str, An
     row = rows[0]._mapping
     fields = row["fields"]
     if isinstance(fields, str):
-        import json
-
         fields = json.loads(fields)
     facts: dict[str, Any] = {
         "code": code,
@@ -264,13 +262,15 @@ def lookup(session: Session, code: str, *, ptp_limit: int | None = PTP_LIST_LIMI
         # facts for a code are cached per process under the ids of the releases in force.
         key = (code.strip().upper(), ptp_limit, src.icd.name,
                tuple(sorted((k, r.id) for k, r in src.releases.items())))
+        # Kept as JSON text and decoded per hit: callers may change what they get, and decoding
+        # is several times faster than copy.deepcopy (the facts are JSON data: `codes show --json`).
         with _cache_lock:
             if key in _cache:
                 _cache.move_to_end(key)
-                return copy.deepcopy(_cache[key])
+                return json.loads(_cache[key])  # type: ignore[no-any-return]
         facts = facts_for(src, code, ptp_limit)
         with _cache_lock:
-            _cache[key] = copy.deepcopy(facts)
+            _cache[key] = json.dumps(facts)
             if len(_cache) > CACHE_SIZE:
                 _cache.popitem(last=False)
         return facts

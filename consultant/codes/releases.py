@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.codes import search
@@ -148,6 +148,11 @@ def import_release(
             previous.superseded_at = datetime.now(UTC)
             session.flush()  # the partial unique index allows one current release per kind
         release.is_current = True
+        if session.get_bind().dialect.name == "postgresql":
+            # Fresh statistics for the planner now, not at autovacuum's next pass: with none, a
+            # just-imported release was read with generic plans (first lookups took ~20 ms).
+            for model in (*FACT_TABLES, SearchTerm):
+                session.execute(text(f"ANALYZE {model.__tablename__}"))  # type: ignore[attr-defined]
         outcome = ImportOutcome(
             kind, release.name, release.variant, release.row_count, digest, False, release.id
         )
