@@ -83,8 +83,9 @@ def print_table(figures: list[Figure]) -> None:
               f"{'-' if ratio is None else f'{ratio:.2f}':>6}  {f.note}")
 
 
-def bench_codes_figures(with_ptp: bool) -> list[Figure]:
-    """The code-data figures of ``bench/bench_codes.py`` (written by the codes owner)."""
+def bench_codes_figures(with_ptp: bool, env: Env | None) -> list[Figure]:
+    """The code-data figures of ``bench/bench_codes.py`` on SQLite and, with the servers, on
+    PostgreSQL (the production database; its search and lookup paths differ)."""
     try:
         module = importlib.import_module("bench.bench_codes")
     except ModuleNotFoundError as exc:
@@ -94,10 +95,18 @@ def bench_codes_figures(with_ptp: bool) -> list[Figure]:
     if not with_ptp:
         print("codes: without the NCCI PTP import (--with-ptp or BENCH_PTP=1 to include it)")
     # The 2.5M-row PTP import (and lookups against it) take minutes: only with --with-ptp.
-    rows = module.run(with_ptp=with_ptp)
-    # The module computes its own ratios (it knows which direction is better): keep them.
-    return [Figure(str(row["name"]), row.get("value"), str(row.get("unit", "")), row.get("ceiling"),
-                   note=str(row.get("note", "")), fixed_ratio=row.get("ratio")) for row in rows]
+    backends: list[tuple[str, str | None]] = [("SQLite", None)]
+    if env is not None:
+        backends.append(("PostgreSQL", env.new_database()))
+    figures = []
+    for label, url in backends:
+        print(f"codes on {label} ...", flush=True)
+        rows = module.run(url, with_ptp=with_ptp)
+        # The module computes its own ratios (it knows which direction is better): keep them.
+        figures += [Figure(f"{row['name']} [{label}]", row.get("value"), str(row.get("unit", "")),
+                           row.get("ceiling"), note=str(row.get("note", "")),
+                           fixed_ratio=row.get("ratio")) for row in rows]
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     started = time.monotonic()
     env = None
-    needs_servers = any(s != "codes" for s in sections)
+    needs_servers = True  # every section, codes included (its PostgreSQL figures), needs them
     try:
         if needs_servers:
             try:
@@ -129,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== {name} ==", flush=True)
             try:
                 if name == "codes":
-                    got = bench_codes_figures(args.with_ptp)
+                    got = bench_codes_figures(args.with_ptp, env)
                 else:
                     got = importlib.import_module(MODULES[name]).run(env, sizes)
             except Exception:  # noqa: BLE001 - report, and go on with the other sections

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from consultant.codes import icd
 from consultant.codes.importers.icd10cm_xml import with_7th
-from consultant.codes.lookup import rationale_names
+from consultant.codes.lookup import PTP_SELECT
 from consultant.codes.meanings import AOC_TYPE, MAI, PTP_MODIFIER
 from consultant.codes.models import KIND_AOC, KIND_MUE, KIND_PTP
 from consultant.codes.releases import ReleaseRef
@@ -67,14 +67,13 @@ def ptp(src: Sources, codes: list[str], modifiers: dict[str, list[str]], dos: da
     params = {f"c{i}": c for i, c in enumerate(distinct)}
     names = ", ".join(f":c{i}" for i in range(len(distinct)))
     rows = list(src.session.execute(
-        text(f"SELECT * FROM codes_ptp WHERE release_id = :r AND column_1 IN ({names}) "
-             f"AND column_2 IN ({names}) AND column_1 <> column_2 ORDER BY column_1, column_2, id"),
+        text(f"{PTP_SELECT} WHERE p.release_id = :r AND p.column_1 IN ({names}) "
+             f"AND p.column_2 IN ({names}) AND p.column_1 <> p.column_2 ORDER BY p.column_1, p.column_2, p.id"),
         {"r": rel.id, **params},
     ))
     by_pair: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
         by_pair.setdefault((row.column_1, row.column_2), []).append(row)
-    rationales = rationale_names(src) if rows else {}
     out = []
     for (c1, c2), pair_rows in sorted(by_pair.items()):
         live = [r for r in pair_rows if r.modifier_indicator != 9]
@@ -85,8 +84,8 @@ def ptp(src: Sources, codes: list[str], modifiers: dict[str, list[str]], dos: da
             present = sorted(PTP_MODIFIERS.intersection(modifiers.get(c1, []) + modifiers.get(c2, [])))
             detail = (f"{c1} (column 1) with {c2} (column 2): NCCI PTP edit in force {when}; "
                       f"modifier indicator {r.modifier_indicator}: {PTP_MODIFIER[r.modifier_indicator]}")
-            if r.rationale_id:
-                detail += f" Rationale: {rationales.get(r.rationale_id)}."
+            if r.rationale:
+                detail += f" Rationale: {r.rationale}."
             if r.effective_date:
                 detail += f" Effective {_as_date(r.effective_date)}."
             if r.modifier_indicator == 1:
@@ -108,11 +107,13 @@ def mue(src: Sources, units: dict[str, tuple[int, str]], setting: str | None) ->
     if rel is None or not units:
         return []
     out = []
+    names = ", ".join(f":c{i}" for i in range(len(units)))
+    edits = {row.code: row for row in src.session.execute(
+        text(f"SELECT code, value, mai, rationale FROM codes_mue WHERE release_id = :r AND code IN ({names})"),
+        {"r": rel.id, **{f"c{i}": c for i, c in enumerate(units)}},
+    )}
     for code, (count, how) in sorted(units.items()):
-        row = src.session.execute(
-            text("SELECT value, mai, rationale FROM codes_mue WHERE release_id = :r AND code = :c"),
-            {"r": rel.id, "c": code},
-        ).first()
+        row = edits.get(code)
         if row is not None and count > row.value:
             out.append(finding(
                 "mue_exceeded", [code],

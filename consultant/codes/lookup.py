@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import json
 import re
 import threading
 from collections import OrderedDict
@@ -29,7 +29,7 @@ CPT_NO_DESCRIPTOR = (
 )
 PTP_LIST_LIMIT = 50
 CACHE_SIZE = 4096
-_cache: OrderedDict[tuple[Any, ...], dict[str, Any] | None] = OrderedDict()
+_cache: OrderedDict[tuple[Any, ...], str] = OrderedDict()
 _cache_lock = threading.Lock()
 # "per 15 mg", "1 mg", "per 5 units", "0.5 mg" at the end of a HCPCS drug descriptor.
 _UNIT_RE = re.compile(
@@ -74,8 +74,6 @@ def hcpcs_facts(src: Sources, code: str, modifier: bool = False) -> dict[str, An
     row = rows[0]._mapping
     fields = row["fields"]
     if isinstance(fields, str):
-        import json
-
         fields = json.loads(fields)
     facts: dict[str, Any] = {
         "code": code,
@@ -133,7 +131,12 @@ def aoc_facts(src: Sources, code: str) -> dict[str, Any] | None:
     }
 
 
-def ptp_row(row: Any, rel_name: str, rationales: dict[int, str]) -> dict[str, Any]:
+# The rationale text is joined in (a dozen texts stored once), saving a query per lookup.
+PTP_SELECT = ("SELECT p.*, r.text AS rationale FROM codes_ptp p "
+              "LEFT JOIN codes_ptp_rationale r ON r.id = p.rationale_id")
+
+
+def ptp_row(row: Any, rel_name: str) -> dict[str, Any]:
     return {
         "column_1": row.column_1,
         "column_2": row.column_2,
@@ -142,19 +145,14 @@ def ptp_row(row: Any, rel_name: str, rationales: dict[int, str]) -> dict[str, An
         "effective_date": _iso(row.effective_date),
         "deletion_date": _iso(row.deletion_date),
         "prior_1996": row.prior_1996,
-        "rationale": rationales.get(row.rationale_id) if row.rationale_id else None,
+        "rationale": row.rationale,
         "source": rel_name,
     }
-
-
-def rationale_names(src: Sources) -> dict[int, str]:
-    return {r.id: r.text for r in _rows(src, "SELECT id, text FROM codes_ptp_rationale")}
 
 
 def ptp_facts(src: Sources, code: str, limit: int | None = PTP_LIST_LIMIT) -> list[dict[str, Any]]:
     """Edits in force today (no deletion date) with the code as column 1 and as column 2."""
     out = []
-    rationales: dict[int, str] | None = None
     for rel in src.of_kind(KIND_PTP):
         entry: dict[str, Any] = {"variant": rel.variant, "source": rel.name}
         # Ordered by the other column so each query reads its index in order (an ORDER BY the
@@ -163,14 +161,12 @@ def ptp_facts(src: Sources, code: str, limit: int | None = PTP_LIST_LIMIT) -> li
                                  ("as_column_2", "column_2", "column_1")):
             total = _rows(src, f"SELECT count(*) AS n FROM codes_ptp WHERE release_id = :r AND {col} = :c "
                                "AND deletion_date IS NULL AND modifier_indicator <> 9", r=rel.id, c=code)[0].n
-            rows = _rows(src, f"SELECT * FROM codes_ptp WHERE release_id = :r AND {col} = :c "
-                              "AND deletion_date IS NULL AND modifier_indicator <> 9 "
-                              f"ORDER BY {other} LIMIT :n", r=rel.id, c=code,
+            rows = _rows(src, f"{PTP_SELECT} WHERE p.release_id = :r AND p.{col} = :c "
+                              "AND p.deletion_date IS NULL AND p.modifier_indicator <> 9 "
+                              f"ORDER BY p.{other} LIMIT :n", r=rel.id, c=code,
                              n=limit if limit is not None else total)
-            if rows and rationales is None:
-                rationales = rationale_names(src)
             entry[side] = {"in_force": total, "shown": len(rows),
-                           "edits": [ptp_row(r, rel.name, rationales or {}) for r in rows]}
+                           "edits": [ptp_row(r, rel.name) for r in rows]}
         out.append(entry)
     return out
 
@@ -264,15 +260,19 @@ def lookup(session: Session, code: str, *, ptp_limit: int | None = PTP_LIST_LIMI
     with open_sources(session) as src:
         # Releases are immutable once imported (a re-import makes a new release id), so the
         # facts for a code are cached per process under the ids of the releases in force.
-        key = (code.strip().upper(), ptp_limit, src.icd.name,
-               tuple(sorted((k, r.id) for k, r in src.releases.items())))
+        # The database is part of the key: one process may serve several (the tests, the bench),
+        # and release ids restart at 1 in each.
+        key = (code.strip().upper(), ptp_limit, str(src.connection.engine.url), src.icd.name,
+               tuple(sorted((k, r.id, r.name) for k, r in src.releases.items())))
+        # Kept as JSON text and decoded per hit: callers may change what they get, and decoding
+        # is several times faster than copy.deepcopy (the facts are JSON data: `codes show --json`).
         with _cache_lock:
             if key in _cache:
                 _cache.move_to_end(key)
-                return copy.deepcopy(_cache[key])
+                return json.loads(_cache[key])  # type: ignore[no-any-return]
         facts = facts_for(src, code, ptp_limit)
         with _cache_lock:
-            _cache[key] = copy.deepcopy(facts)
+            _cache[key] = json.dumps(facts)
             if len(_cache) > CACHE_SIZE:
                 _cache.popitem(last=False)
         return facts

@@ -173,10 +173,12 @@ class PtpEdit(Base):
     __table_args__ = (
         # Both indexes cover the "in force today" filter (deletion date, modifier indicator) so
         # counting a code's edits never touches the table (99214 is column 2 of thousands), and
-        # each lists its edits in index order (by the other column).
+        # each lists its edits in index order (by the other column).  The other column comes
+        # before deletion_date: PostgreSQL does not treat "deletion_date IS NULL" as fixing
+        # that column, so with it first it sorted all 5,572 edits of 64484 to show 50 (11 ms).
         Index("ix_codes_ptp_pair", "release_id", "column_1", "column_2", "deletion_date",
               "modifier_indicator"),
-        Index("ix_codes_ptp_col2", "release_id", "column_2", "deletion_date", "column_1",
+        Index("ix_codes_ptp_col2", "release_id", "column_2", "column_1", "deletion_date",
               "modifier_indicator"),
     )
 

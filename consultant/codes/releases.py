@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, Engine, delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.codes import search
@@ -172,11 +172,30 @@ def import_release(
             previous.superseded_at = datetime.now(UTC)
             session.flush()  # the partial unique index allows one current release per kind
         release.is_current = True
+        engine = session.get_bind()
         outcome = ImportOutcome(
             kind, release.name, release.variant, release.row_count, digest, False, release.id
         )
+    vacuum(engine)
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def vacuum(engine: Engine | Connection) -> None:
+    """PostgreSQL: VACUUM (ANALYZE) the code tables after an import has committed.
+
+    Without it a fresh release is read with no planner statistics and, until autovacuum's next
+    pass, with an unset visibility map, so the PTP "edits in force" counts (index-only scans)
+    visit the table row by row: 64484 as column 2 took 19 ms instead of 1 ms.  VACUUM cannot
+    run inside the import's transaction, hence afterwards, on its own autocommit connection.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    if isinstance(engine, Connection):
+        engine = engine.engine
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for model in (CodeRelease, *FACT_TABLES, SearchTerm):
+            conn.execute(text(f"VACUUM (ANALYZE) {model.__tablename__}"))  # type: ignore[attr-defined]
 
 
 def purge(session: Session, release_id: int) -> None:

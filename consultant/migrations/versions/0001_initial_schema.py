@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 23:49:57.691296
+Create Date: 2026-11-29 23:55:42.969854
 """
 from alembic import op
 import sqlalchemy as sa
@@ -30,7 +30,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('codes_ptp', schema=None) as batch_op:
-        batch_op.create_index('ix_codes_ptp_col2', ['release_id', 'column_2', 'deletion_date', 'column_1', 'modifier_indicator'], unique=False)
+        batch_op.create_index('ix_codes_ptp_col2', ['release_id', 'column_2', 'column_1', 'deletion_date', 'modifier_indicator'], unique=False)
         batch_op.create_index('ix_codes_ptp_pair', ['release_id', 'column_1', 'column_2', 'deletion_date', 'modifier_indicator'], unique=False)
 
     op.create_table('codes_ptp_rationale',
