@@ -74,7 +74,7 @@ def cmd_releases(args: argparse.Namespace, settings: Settings, factory: Factory)
     for r in rows:
         state = "current" if r["current"] else f"superseded {str(r['superseded_at'])[:10]}"
         rows_text = f"{r['row_count']:,} rows" if r["row_count"] is not None else "built in"
-        print(f"{r['kind']:<12} {r['name']:<48} eff {r['effective_date'] or '-':<10} "
+        print(f"{r['kind']:<18} {r['name']:<48} eff {r['effective_date'] or '-':<10} "
               f"{rows_text:<16} {state}")
     return 0
 
@@ -135,7 +135,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, factory: Factory) -
 
     if not configured(settings.codes):
         return _error("no source URLs configured: set [codes] hcpcs_url, mue_url, aoc_url, "
-                      "ptp_url and/or icd10cm_url")
+                      "ptp_url, icd10cm_url and/or ioce_versions_url")
     results = update(settings.codes, factory,
                      progress_for=None if args.quiet else (lambda kind: Progress(f"import {kind}")))
     failed = [r for r in results if r.error]

@@ -1,9 +1,12 @@
 """``codes update``: download the current CMS/CDC files named in settings and import them.
 
-Settings (``[codes]`` table): ``<kind>_url`` for kind in hcpcs, mue, aoc, ptp, icd10cm (a string,
-or a list for PTP parts), and ``download_dir`` (default ``var/codes-downloads``).  A zip is
-unpacked to the member the importer reads (PTP zips are read as they are).  Re-running is cheap:
-a file whose sha256 is already the current release is not imported again.
+Settings (``[codes]`` table): ``<key>_url`` for key in hcpcs, mue, aoc, ptp, icd10cm,
+ioce_versions (a string, or a list for PTP parts), and ``download_dir`` (default
+``var/codes-downloads``).  A zip is unpacked to the member the importer reads (PTP zips are read
+as they are).  CMS's quarterly HCPCS zip also carries the processing notes, the NOC list and,
+when CMS issued them, corrections and the annual transaction report: each member present is
+imported as its own release (a member the zip lacks is passed over, not an error).  Re-running is
+cheap: a file whose sha256 is already the current release is not imported again.
 """
 
 from __future__ import annotations
@@ -27,10 +30,19 @@ from consultant.codes.releases import ImportOutcome, import_release
 # settings key prefix -> (import kind, zip member patterns in order of preference)
 SOURCES = {
     "icd10cm": ("icd10cm-xml", ["*tabular*.xml"]),
-    "hcpcs": ("hcpcs", ["*ANWEB*.txt", "*ANWEB*.xlsx"]),
+    # The xlsx pattern names the code file itself, not the ..._ANWEB_Corrections/_Transaction
+    # Report workbooks beside it in the same zip.
+    "hcpcs": ("hcpcs", ["*ANWEB*.txt", "*ANWEB_[0-9v]*.xlsx"]),
     "mue": ("mue", ["*.csv", "*.xlsx"]),
     "aoc": ("aoc", ["*.xlsx", "*.txt"]),
     "ptp": ("ptp", []),
+    "ioce_versions": ("ioce-versions", []),
+}
+# Further files inside a source's zip, each imported as a release of its own kind.
+COMPANIONS = {
+    "hcpcs": [("hcpcs-notes", ["proc_notes*.txt"]), ("hcpcs-noc", ["NOC*.xlsx"]),
+              ("hcpcs-corrections", ["*ANWEB*Corrections*.xlsx"]),
+              ("hcpcs-transactions", ["*ANWEB*Transaction*.xlsx"])],
 }
 TIMEOUT = 60
 
@@ -92,11 +104,30 @@ def update(codes: dict[str, Any], factory: sessionmaker[Session],
     for key, urls in configured(codes).items():
         kind, patterns = SOURCES[key]
         result = UpdateResult(key, urls)
+        downloads: list[Path] = []
         try:
-            files = [unpack(download(url, folder), patterns) for url in urls]
+            downloads = [download(url, folder) for url in urls]
+            files = [unpack(path, patterns) for path in downloads]
             progress: ProgressFn = progress_for(kind) if progress_for else no_progress
             result.outcome = import_release(factory, kind, files, progress=progress)
         except Exception as exc:  # noqa: BLE001 - reported per source; the others still run
             result.error = f"{type(exc).__name__}: {exc}"
         results.append(result)
+        for companion, member_patterns in COMPANIONS.get(key, []):
+            zips = [path for path in downloads if zipfile.is_zipfile(path)]
+            extra = UpdateResult(f"{key}:{companion}", urls)
+            try:
+                members = [unpack(path, member_patterns) for path in zips if _has_member(path, member_patterns)]
+                if not members:
+                    continue
+                progress = progress_for(companion) if progress_for else no_progress
+                extra.outcome = import_release(factory, companion, members[0], progress=progress)
+            except Exception as exc:  # noqa: BLE001 - as above
+                extra.error = f"{type(exc).__name__}: {exc}"
+            results.append(extra)
     return results
+
+
+def _has_member(path: Path, patterns: list[str]) -> bool:
+    with zipfile.ZipFile(path) as zf:
+        return any(fnmatch.fnmatch(Path(n).name, p) for n in zf.namelist() for p in patterns)

@@ -7,6 +7,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
+import shutil
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -25,7 +28,9 @@ from consultant.codes.models import (
 )
 from consultant.codes.releases import ImportOutcome, import_release, list_releases
 from consultant.codes.render import render_facts
+from consultant.settings import Settings
 from tests.codes.conftest import CMS, HCPCS_TXT, PTP_DIR, Db, need
+from tests.codes.test_cli import http_root, run  # noqa: F401 (http_root: the fixture)
 
 HCPCS_DIR = CMS / "hcpcs"
 NOTES = HCPCS_DIR / "proc_notes_JAN2026.txt"
@@ -307,3 +312,56 @@ def test_hospital_ptp_edits_name_their_ioce_version(empty_db: Db, tmp_path: Path
     early = [e for e in edits.values() if e["effective_date"] == "2019-07-01"]
     assert early and all(e["ioce"]["earliest_in_table"] for e in early)
     assert "in force since I/OCE 20.2.27 (2019-07-01) or earlier" in text
+
+
+# --- codes update and the CLI -------------------------------------------------------------------
+def test_update_imports_the_companions_in_the_hcpcs_zip(
+        empty_db: Db, http_root: tuple[str, Path], tmp_path: Path,  # noqa: F811 (the imported fixture)
+        capsys: pytest.CaptureFixture[str]) -> None:
+    base, root = http_root
+    # As CMS ships it: the code file and its companions in one zip (the .txt stored unzipped).
+    with zipfile.ZipFile(root / "january-2026-alpha-numeric-hcpcs-file.zip", "w") as zf:
+        zf.writestr("HCPC2026_JAN_ANWEB_01122026.txt", gzip.decompress(need(HCPCS_TXT).read_bytes()))
+        for path in (NOTES, NOC, CORRECTIONS, TRANSACTIONS, HCPCS_DIR / "HCPC2026_recordlayout.txt"):
+            zf.write(need(path), path.name)
+    shutil.copy(need(IOCE_VERSIONS), root)
+    settings = Settings(codes={"hcpcs_url": f"{base}/january-2026-alpha-numeric-hcpcs-file.zip",
+                               "ioce_versions_url": f"{base}/{IOCE_VERSIONS.name}",
+                               "download_dir": str(tmp_path / "dl")})
+    assert run(empty_db, ["update", "--quiet", "--json"], settings) == 0
+    results = {r["source"]: (r["name"], r["row_count"]) for r in json.loads(capsys.readouterr().out)}
+    assert results == {
+        "hcpcs": ("HCPCS 2026-01", 9_006),
+        "hcpcs:hcpcs-notes": ("HCPCS processing notes 2026-01", 234),
+        "hcpcs:hcpcs-noc": ("HCPCS NOC codes 2026-01", 166),
+        "hcpcs:hcpcs-corrections": ("HCPCS 2026-01 corrections issued 2026-01-12", 5),
+        "hcpcs:hcpcs-transactions": ("HCPCS 2026-01 transaction report of 2025-12-29", 9_012),
+        "ioce_versions": ("I/OCE versions 20.2.27–27.1.0", 28),
+    }
+    assert run(empty_db, ["releases"], settings) == 0
+    listing = capsys.readouterr().out
+    assert "hcpcs-transactions HCPCS 2026-01 transaction report of 2025-12-29" in listing
+    # A zip without the companions (an older quarter's) imports the code file alone.
+    with zipfile.ZipFile(root / "april.zip", "w") as zf:
+        zf.write(need(HCPCS_DIR / "HCPC2026_JAN_ANWEB_01122026.xlsx"), "HCPC2026_APR_ANWEB_v2.xlsx")
+        zf.write(TRANSACTIONS, "HCPC2026_APR_ANWEB_Transaction_Report_03012026.xlsx")
+    settings.codes = {"hcpcs_url": f"{base}/april.zip", "download_dir": str(tmp_path / "dl")}
+    assert run(empty_db, ["update", "--quiet", "--json"], settings) == 0
+    results = {r["source"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(results) == {"hcpcs", "hcpcs:hcpcs-transactions"}
+    assert results["hcpcs"]["name"] == "HCPCS 2026-04"  # the code file, not the report beside it
+    assert results["hcpcs:hcpcs-transactions"]["skipped"]  # same content as January's
+
+
+def test_cli_show_prints_the_companion_facts(empty_db: Db, capsys: pytest.CaptureFixture[str]) -> None:
+    for kind, path in (("hcpcs", HCPCS_TXT), ("hcpcs-notes", NOTES), ("hcpcs-noc", NOC),
+                       ("hcpcs-corrections", CORRECTIONS), ("hcpcs-transactions", TRANSACTIONS)):
+        assert run(empty_db, ["import", kind, str(need(path)), "--quiet"]) == 0
+    capsys.readouterr()
+    assert run(empty_db, ["show", "S0189"]) == 0
+    out = capsys.readouterr().out
+    assert "processing note 0088:" in out and "[HCPCS processing notes 2026-01]" in out
+    assert "CMS correction: Terminate, effective 2026-01-01 [HCPCS 2026-01 corrections issued 2026-01-12]" in out
+    assert "annual update 2026-01-01: Discontinued (action code D)" in out
+    assert run(empty_db, ["show", "J3490", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["noc"]["source"] == "HCPCS NOC codes 2026-01"
