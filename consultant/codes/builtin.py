@@ -28,7 +28,7 @@ from consultant.codes.releases import ReleaseRef
 
 PACKAGE = "simple-icd-10-cm"
 # Bump when the codes tables or the ICD importer change, so stale caches are rebuilt.
-CACHE_SCHEMA = 1
+CACHE_SCHEMA = 2  # 2: chapter and section notes (codes_icd10cm_blocks)
 
 _lock = threading.Lock()
 _cached: tuple[sessionmaker[Session], ReleaseRef] | None = None

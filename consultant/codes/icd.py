@@ -1,7 +1,7 @@
 """ICD-10-CM facts: code normalisation, entries, notes inherited from ancestors, children.
 
 Tabular convention: a note written at a category applies to every code below it, so the notes
-of E11.22 are its own plus those of E11.2 and E11.  Ancestors are found by code prefix (one
+of E11.22 are its own plus those of E11.2 and E11, and of section E08-E13 and chapter 4.  Ancestors are found by code prefix (one
 query), which also covers 7th-character codes whose placeholder-X parents do not exist.
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
-from consultant.codes.models import Icd10cmCode
+from consultant.codes.models import Icd10cmBlock, Icd10cmCode
 from consultant.codes.sources import Sources
 
 ICD_RE = re.compile(r"^([A-Z][0-9A-Z]{2})\.?([0-9A-Z]{1,4})?$")
@@ -50,6 +50,13 @@ class IcdEntry:
     needs_7th: bool
     parent: str | None
     notes: dict[str, Any] = field(default_factory=dict)
+    # Set on chapter and section entries only: the category range they cover.
+    first: str | None = None
+    last: str | None = None
+
+    def covers(self, code: str) -> bool:
+        """Is ``code`` inside this chapter or section (compared by its category)?"""
+        return self.first is not None and self.last is not None and self.first <= code[:3] <= self.last
 
     @property
     def header(self) -> bool:
@@ -72,19 +79,48 @@ def fetch(src: Sources, codes: Iterable[str]) -> dict[str, IcdEntry]:
     return {r.code: _entry(r) for r in rows}
 
 
+def blocks(src: Sources, codes: Iterable[str]) -> dict[str, IcdEntry]:
+    """The sections and chapters holding the codes, keyed "section E08-E13" / "chapter 4"
+    (keys no code can have), narrowest first."""
+    categories = sorted({c[:3] for c in codes})
+    if not categories:
+        return {}
+    found: dict[str, IcdEntry] = {}
+    rows = src.icd_session.scalars(
+        select(Icd10cmBlock).where(
+            Icd10cmBlock.release_id == src.icd.id,
+            or_(*(and_(Icd10cmBlock.first <= c, Icd10cmBlock.last >= c) for c in categories)),
+        ).order_by(Icd10cmBlock.level.desc(), Icd10cmBlock.first)  # section before chapter
+    )
+    for row in rows:
+        found[f"{row.level} {row.name}"] = IcdEntry(
+            f"{row.level} {row.name}", row.description, False, False, None, row.notes or {},
+            row.first, row.last)
+    return found
+
+
 def with_ancestors(src: Sources, codes: Iterable[str]) -> dict[str, IcdEntry]:
-    """Entries for the codes and all their ancestors, in one query."""
+    """Entries for the codes, all their ancestors, and their section and chapter (two queries)."""
     wanted: set[str] = set()
     for code in codes:
         wanted.add(code)
         wanted.update(prefixes(code))
-    return fetch(src, wanted)
+    entries = fetch(src, wanted)
+    entries.update(blocks(src, entries))
+    return entries
+
+
+def levels(code: str, entries: dict[str, IcdEntry]) -> list[str]:
+    """Where notes for ``code`` can be written, nearest first: the code, its ancestors, then
+    its section and chapter (when ``entries`` holds them)."""
+    ranges = [k for k, e in entries.items() if e.first is not None and e.covers(code)]
+    return [code, *reversed(prefixes(code)), *ranges]
 
 
 def inherited(code: str, entries: dict[str, IcdEntry], kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Notes that apply to ``code``: its own, then each ancestor's, labelled with their level."""
     out = []
-    for level in [code, *reversed(prefixes(code))]:
+    for level in levels(code, entries):
         entry = entries.get(level)
         if entry is None:
             continue

@@ -183,6 +183,10 @@ def icd_facts(src: Sources, code: str) -> dict[str, Any] | None:
         "notes": icd.inherited(code, entries),
         "parents": [{"code": p, "description": entries[p].description} for p in icd.prefixes(code) if p in entries],
     }
+    for key, block in entries.items():
+        if block.first is not None and block.covers(code):
+            level, _, name = key.partition(" ")
+            facts[level] = {"name": name, "range": f"{block.first}-{block.last}", "description": block.description}
     seven = icd.seven_chr_def(code, entries)
     if entry.needs_7th or seven:
         facts["seven_chr_def"] = seven

@@ -103,6 +103,24 @@ class Icd10cmCode(Base):
     notes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
+class Icd10cmBlock(Base):
+    """A chapter or section of the ICD-10-CM tabular: its range, title and the notes written at
+    that level, which apply to every code in the range (chapter 19's 7th-character conventions,
+    section O00-O08's Excludes1...)."""
+
+    __tablename__ = "codes_icd10cm_blocks"
+    __table_args__ = (UniqueConstraint("release_id", "level", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = _release_fk()
+    level: Mapped[str] = mapped_column(String(8))  # chapter | section
+    name: Mapped[str] = mapped_column(String(16))  # chapter number ("4") or section id ("E08-E13")
+    first: Mapped[str] = mapped_column(String(3))  # first and last category of the range
+    last: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str] = mapped_column(Text)
+    notes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
 class HcpcsCode(Base):
     """A HCPCS Level II code (``is_modifier`` false) or Level II modifier."""
 

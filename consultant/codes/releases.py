@@ -31,6 +31,7 @@ from consultant.codes.models import (
     HcpcsNocCode,
     HcpcsProcessingNote,
     HcpcsTransaction,
+    Icd10cmBlock,
     Icd10cmCode,
     IoceVersion,
     MueEdit,
@@ -38,7 +39,7 @@ from consultant.codes.models import (
     SearchTerm,
 )
 
-FACT_TABLES = (Icd10cmCode, HcpcsCode, MueEdit, AocEdit, PtpEdit, CptDescriptor, HcpcsProcessingNote,
+FACT_TABLES = (Icd10cmCode, Icd10cmBlock, HcpcsCode, MueEdit, AocEdit, PtpEdit, CptDescriptor, HcpcsProcessingNote,
                HcpcsNocCode, HcpcsCorrection, HcpcsTransaction, HcpcsActionCode, IoceVersion)
 
 

@@ -72,6 +72,9 @@ def render_facts(f: dict[str, Any]) -> str:
     if f["system"] == "ICD-10-CM":
         state = "billable" if f["billable"] else ("needs a 7th character" if f["needs_7th_character"] else "header (not billable)")
         out.append(f"  {state}")
+        for level in ("section", "chapter"):
+            if f.get(level):
+                out.append(f"  {level} {f[level]['name']}: {f[level]['description']}")
         for note in f["notes"]:
             out.append(f"  {note['label']} (at {note['from']}):")
             out += [f"    - {n}" for n in note["notes"]]

@@ -122,3 +122,17 @@ def test_lookalikes_in_a_real_looking_mail(loaded_db: Db) -> None:
     with loaded_db.session() as s:
         result = analyse(s, text)
     assert [c["code"] for c in result.codes if c["system"] != "MODIFIER"] == ["99213"]
+
+
+def test_excludes1_written_at_section_and_chapter_level(loaded_db: Db) -> None:
+    # Section O00-O08 excludes "continuing pregnancy in multiple gestation after abortion of one
+    # fetus or more (O31.1-, O31.3-)"; chapter 15 excludes "supervision of normal pregnancy (Z34.-)".
+    # Neither note is on the codes' own categories, so only chapter/section notes find them.
+    with loaded_db.session() as s:
+        result = analyse(s, "Dx O03.9 with O31.10X0, and O03.9 with Z34.00")
+    found = {tuple(f["codes"]): f["detail"] for f in kinds(result, "excludes1_conflict")}
+    assert "Excludes1 at section O00-O08" in found[("O03.9", "O31.10X0")]
+    assert "Excludes1 at chapter 15" in found[("O03.9", "Z34.00")]
+    with loaded_db.session() as s:
+        unrelated = analyse(s, "Dx O03.9 and E11.22")
+    assert kinds(unrelated, "excludes1_conflict") == []

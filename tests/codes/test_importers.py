@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from consultant.codes.api import lookup
 from consultant.codes.files import ImportFormatError
-from consultant.codes.models import CodeRelease, HcpcsCode, Icd10cmCode, PtpEdit
+from consultant.codes.models import CodeRelease, HcpcsCode, Icd10cmBlock, Icd10cmCode, PtpEdit
 from consultant.codes.releases import current_releases, import_release, list_releases
 from tests.codes.conftest import (
     AOC_XLSX,
@@ -45,6 +45,10 @@ def test_icd10cm_xml_import_takes_precedence_over_builtin(empty_db: Db) -> None:
         assert facts["description"].endswith("initial encounter for closed fracture")
         # The S06 rule only stated in prose: 7th characters D and S do not exist for 6th char 7.
         assert lookup(s, "S06.5X7A") is not None and lookup(s, "S06.5X7D") is None
+        blocks = s.execute(select(Icd10cmBlock.level, func.count()).where(
+            Icd10cmBlock.release_id == outcome.release_id).group_by(Icd10cmBlock.level)).all()
+        assert dict(blocks) == {"chapter": 22, "section": 297}  # as the XML has them
+        assert lookup(s, "S72.001A")["chapter"]["range"] == "S00-T88"
 
 
 def test_hcpcs_text_and_xlsx_hold_the_same_codes(empty_db: Db) -> None:

@@ -61,3 +61,16 @@ def test_search_without_imports_uses_builtin_icd(empty_db: Db) -> None:
         hits = search(s, "type 2 diabetes with diabetic chronic kidney disease", limit=3)
         assert search(s, "ketorolac injection", system="HCPCS") == []
     assert hits[0]["code"] == "E11.22" and "simple-icd-10-cm" in hits[0]["source"]
+
+
+def test_icd_section_and_chapter_with_their_notes(loaded_db: Db) -> None:
+    with loaded_db.session() as s:
+        o039 = lookup(s, "O03.9")
+    assert o039["section"] == {"name": "O00-O08", "range": "O00-O08",
+                               "description": "Pregnancy with abortive outcome (O00-O08)"}
+    assert o039["chapter"]["name"] == "15" and o039["chapter"]["range"] == "O00-O9A"
+    levels = [note["from"] for note in o039["notes"]]
+    # Nearest first: the code, its category, then its section, then its chapter.
+    assert levels.index("O03") < levels.index("section O00-O08") < levels.index("chapter 15")
+    chapter_notes = [n for note in o039["notes"] if note["from"] == "chapter 15" for n in note["notes"]]
+    assert any("MATERNAL RECORDS" in n for n in chapter_notes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ NOTE_KINDS = {
 CODE_RE = re.compile(r"^[A-Z][0-9A-Z]{2}(\.[0-9A-Z]{1,4})?$")
 
 IcdRow = tuple[str, str, bool, bool, str | None, str | None]
+# (level, name, first category, last category, description, notes JSON or None)
+BlockRow = tuple[str, str, str, str, str, str | None]
+_RANGE_RE = re.compile(r"^([A-Z][0-9A-Z]{2})(?:-([A-Z][0-9A-Z]{2}))?$")
 
 
 def _notes(elem: ET.Element) -> dict[str, Any]:
@@ -92,8 +96,25 @@ def with_7th(code: str, char: str) -> str:
     return bare[:3] + "." + bare[3:]
 
 
-def parse_tabular(stream, source: Path) -> tuple[str, list[IcdRow], list[tuple[str, str, str]]]:  # type: ignore[no-untyped-def]
-    """Parse the tabular XML; return (version, rows, search terms (code, field, text))."""
+@dataclass
+class Tabular:
+    version: str
+    rows: list[IcdRow]
+    terms: list[tuple[str, str, str]]  # (code, field, text) for search
+    blocks: list[BlockRow]
+
+
+def _block_range(source: Path, level: str, name: str, ranges: list[str]) -> tuple[str, str]:
+    """First and last category of a chapter (from its sections) or section (from its id)."""
+    found = [_RANGE_RE.match(r) for r in ranges]
+    if not ranges or not all(found):
+        raise ImportFormatError(source, None, f"{level}/id", f"{level} {name}: no category range in {ranges!r}")
+    bounds = [(m.group(1), m.group(2) or m.group(1)) for m in found if m]
+    return bounds[0][0], bounds[-1][1]
+
+
+def parse_tabular(stream, source: Path) -> Tabular:  # type: ignore[no-untyped-def]
+    """Parse the tabular XML: codes, search terms, and chapters and sections with their notes."""
     try:
         root = ET.parse(stream).getroot()
     except CORRUPT_ERRORS as exc:
@@ -141,13 +162,25 @@ def parse_tabular(stream, source: Path) -> tuple[str, list[IcdRow], list[tuple[s
                 if allowed(code7):
                     rows.append((code7, f"{desc}, {meaning}", True, False, code, None))
 
+    blocks: list[BlockRow] = []
     for chapter in root.iter("chapter"):
-        for section in chapter.findall("section"):
+        number = (chapter.findtext("name") or "").strip()
+        sections = chapter.findall("section")
+        first, last = _block_range(source, "chapter", number, [x.get("id", "") for x in sections])
+        notes = _notes(chapter)
+        blocks.append(("chapter", number, first, last, (chapter.findtext("desc") or "").strip(),
+                       dumps(notes) if notes else None))
+        for section in sections:
+            sid = section.get("id", "")
+            first, last = _block_range(source, "section", sid, [sid])
+            notes = _notes(section)
+            blocks.append(("section", sid, first, last, (section.findtext("desc") or "").strip(),
+                           dumps(notes) if notes else None))
             for diag in section.findall("diag"):
                 walk(diag, None, None)
     if not rows:
         raise ImportFormatError(source, None, "diag", "no <diag> elements found")
-    return version, rows, terms
+    return Tabular(version, rows, terms, blocks)
 
 
 def release_name(version: str, file_name: str) -> tuple[str, date | None]:
@@ -168,8 +201,9 @@ def release_name(version: str, file_name: str) -> tuple[str, date | None]:
 def load(session: Session, release_id: int, path: Path, progress: ProgressFn) -> LoadResult:
     """Load an ICD-10-CM tabular XML file (plain or .gz) as release ``release_id``."""
     with open_data(path) as data:
-        version, rows, terms = parse_tabular(data.binary, path)
+        tabular = parse_tabular(data.binary, path)
         progress(0, data.permille())
+    version, rows, terms = tabular.version, tabular.rows, tabular.terms
     count = bulk_insert(
         session,
         "codes_icd10cm",
@@ -182,6 +216,12 @@ def load(session: Session, release_id: int, path: Path, progress: ProgressFn) ->
         "codes_search",
         ["release_id", "system", "code", "field", "body"],
         ((release_id, "ICD-10-CM", code, fld, body) for code, fld, body in terms),
+    )
+    bulk_insert(
+        session,
+        "codes_icd10cm_blocks",
+        ["release_id", "level", "name", "first", "last", "description", "notes"],
+        ((release_id, *block) for block in tabular.blocks),
     )
     name, effective = release_name(version, logical_name(path))
     billable = sum(1 for r in rows if r[2])

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 23:55:42.969854
+Create Date: 2026-11-29 23:56:45.193564
 """
 from alembic import op
 import sqlalchemy as sa
@@ -245,6 +245,19 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('release_id', 'code')
     )
+    op.create_table('codes_icd10cm_blocks',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('release_id', sa.Integer(), nullable=False),
+    sa.Column('level', sa.String(length=8), nullable=False),
+    sa.Column('name', sa.String(length=16), nullable=False),
+    sa.Column('first', sa.String(length=3), nullable=False),
+    sa.Column('last', sa.String(length=3), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('notes', sa.JSON(), nullable=True),
+    sa.ForeignKeyConstraint(['release_id'], ['codes_releases.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('release_id', 'level', 'name')
+    )
     op.create_table('codes_ioce_versions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('release_id', sa.Integer(), nullable=False),
@@ -476,6 +489,7 @@ def downgrade() -> None:
     op.drop_table('codes_search')
     op.drop_table('codes_mue')
     op.drop_table('codes_ioce_versions')
+    op.drop_table('codes_icd10cm_blocks')
     op.drop_table('codes_icd10cm')
     op.drop_table('codes_hcpcs_transactions')
     op.drop_table('codes_hcpcs_notes')
