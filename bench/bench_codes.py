@@ -31,6 +31,13 @@ FILES = {
     "mue": SHARED / "ncci_mue" / "MCR_MUE_PractitionerServices_Eff_04-01-2026.csv",
     "aoc": SHARED / "ncci_aoc" / "AOC_V2026Q2-MCR.xlsx",
 }
+COMPANIONS = {
+    "hcpcs-notes": SHARED / "hcpcs" / "proc_notes_JAN2026.txt",
+    "hcpcs-noc": SHARED / "hcpcs" / "NOC_codes_JAN2026.xlsx",
+    "hcpcs-corrections": SHARED / "hcpcs" / "HCPC2026_JAN_ANWEB_Corrections_01122026.xlsx",
+    "hcpcs-transactions": SHARED / "hcpcs" / "HCPC2026_JAN_ANWEB_Transaction_Report_12292025.xlsx",
+    "ioce-versions": SHARED / "ncci-ptp" / "ioce_version_ranges.csv.gz",
+}
 PTP = SHARED / "ncci-ptp" / "ptp_practitioner_v302_2024q3.csv.gz"
 LOOKUP_CODES = ["J1885", "E11.22", "N18.31", "64484", "77301", "J1100", "S72.001A", "I10"]
 SEARCH_QUERIES = ["ketorolac injection", "type 2 diabetes with diabetic chronic kidney disease",
@@ -158,6 +165,11 @@ def run(url: str | None = None, with_ptp: bool = True) -> list[dict[str, Any]]:
         print(f"  {outcome.message}", file=sys.stderr)
     figures.append(figure("codes: import ICD-10-CM + HCPCS + MUE + AOC", total, "s", 60.0,
                           f"baseline: simple-icd-10-cm loads its XML in {package_load:.2f} s"))
+    t0 = time.perf_counter()
+    for kind, path in COMPANIONS.items():
+        print(f"  {import_release(factory, kind, path).message}", file=sys.stderr)
+    figures.append(figure("codes: import HCPCS notes, NOC, corrections, transactions + I/OCE versions",
+                          time.perf_counter() - t0, "s", None, "the companion files (no target given)"))
     if with_ptp:
         t0 = time.perf_counter()
         outcome = import_release(factory, "ptp", PTP)
@@ -183,7 +195,7 @@ def run(url: str | None = None, with_ptp: bool = True) -> list[dict[str, Any]]:
         samples = [t for code in LOOKUP_CODES for t in timed(lambda c=code: cold(c), 50)]
         from consultant.codes.releases import current_releases
 
-        mue_id = current_releases(session)[("mue", "")].id
+        mue_id = next(r.id for (kind, _), r in current_releases(session).items() if kind == "mue")
         one = timed(lambda: session.execute(__import__("sqlalchemy").text(
             "SELECT value FROM codes_mue WHERE release_id = :r AND code = 'J1885'"), {"r": mue_id}).all(), 400)
         figures.append(figure("codes: show lookup p99 (in-process, first time)", p99(samples), "ms",
