@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import text
 
 from consultant.codes.meanings import NOC_CLAIM
+from consultant.codes.memo import per_release
 from consultant.codes.models import (
     KIND_HCPCS,
     KIND_HCPCS_CORRECTIONS,
@@ -20,6 +21,7 @@ from consultant.codes.models import (
     KIND_HCPCS_TRANSACTIONS,
     KIND_IOCE_VERSIONS,
 )
+from consultant.codes.releases import ReleaseRef
 from consultant.codes.sources import Sources
 
 
@@ -36,6 +38,18 @@ def _day(value: Any) -> date | None:
     if value is None or isinstance(value, date):
         return value
     return date.fromisoformat(str(value)[:10])
+
+
+def _by_code(src: Sources, rel: ReleaseRef, sql: str) -> dict[str, list[Any]]:
+    """A small companion table (NOC: 166 rows, corrections: a handful) by code, read once per
+    process and release (``memo``) instead of one query per code looked up."""
+    def load() -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for row in _rows(src, sql, r=rel.id):
+            out.setdefault(row.code, []).append(row)
+        return out
+
+    return per_release(src.session, rel, sql, load)
 
 
 def hcpcs(src: Sources, facts: dict[str, Any], modifier: bool) -> None:
@@ -63,8 +77,8 @@ def _noc(src: Sources, facts: dict[str, Any], code: str) -> None:
     rel = src.get(KIND_HCPCS_NOC)
     if rel is None:
         return
-    rows = _rows(src, "SELECT long_description, add_date, term_date FROM codes_hcpcs_noc "
-                      "WHERE release_id = :r AND code = :c", r=rel.id, c=code)
+    rows = _by_code(src, rel, "SELECT code, long_description, add_date, term_date FROM codes_hcpcs_noc "
+                              "WHERE release_id = :r").get(code, [])
     if rows:
         facts["noc"] = {"claim_requirement": NOC_CLAIM, "add_date": _iso(rows[0].add_date),
                         "term_date": _iso(rows[0].term_date), "source": rel.name}
@@ -74,8 +88,7 @@ def _corrections(src: Sources, facts: dict[str, Any], code: str) -> None:
     rel = src.get(KIND_HCPCS_CORRECTIONS)
     if rel is None:
         return
-    rows = _rows(src, "SELECT * FROM codes_hcpcs_corrections WHERE release_id = :r AND code = :c",
-                 r=rel.id, c=code)
+    rows = _by_code(src, rel, "SELECT * FROM codes_hcpcs_corrections WHERE release_id = :r").get(code, [])
     if not rows:
         return
     hcpcs_rel = src.get(KIND_HCPCS)
@@ -104,8 +117,9 @@ def _transactions(src: Sources, facts: dict[str, Any], code: str, modifier: bool
     rel = src.get(KIND_HCPCS_TRANSACTIONS)
     if rel is None:
         return
-    key = {r.code: r.meaning for r in _rows(
-        src, "SELECT code, meaning FROM codes_hcpcs_action_codes WHERE release_id = :r", r=rel.id)}
+    key: dict[str, str] = per_release(src.session, rel, "hcpcs action codes", lambda: {
+        r.code: r.meaning for r in _rows(
+            src, "SELECT code, meaning FROM codes_hcpcs_action_codes WHERE release_id = :r", r=rel.id)})
     if facts.get("action_code"):
         facts["action_meaning"] = {"meaning": key.get(facts["action_code"]), "source": rel.name}
     rows = _rows(src, "SELECT action, action_code FROM codes_hcpcs_transactions "

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
+from consultant.codes.memo import per_release
 from consultant.codes.models import Icd10cmBlock, Icd10cmCode
 from consultant.codes.sources import Sources
 
@@ -81,22 +82,19 @@ def fetch(src: Sources, codes: Iterable[str]) -> dict[str, IcdEntry]:
 
 def blocks(src: Sources, codes: Iterable[str]) -> dict[str, IcdEntry]:
     """The sections and chapters holding the codes, keyed "section E08-E13" / "chapter 4"
-    (keys no code can have), narrowest first."""
-    categories = sorted({c[:3] for c in codes})
-    if not categories:
-        return {}
-    found: dict[str, IcdEntry] = {}
-    rows = src.icd_session.scalars(
-        select(Icd10cmBlock).where(
-            Icd10cmBlock.release_id == src.icd.id,
-            or_(*(and_(Icd10cmBlock.first <= c, Icd10cmBlock.last >= c) for c in categories)),
-        ).order_by(Icd10cmBlock.level.desc(), Icd10cmBlock.first)  # section before chapter
-    )
-    for row in rows:
-        found[f"{row.level} {row.name}"] = IcdEntry(
-            f"{row.level} {row.name}", row.description, False, False, None, row.notes or {},
-            row.first, row.last)
-    return found
+    (keys no code can have), sections first."""
+    def load() -> list[IcdEntry]:
+        rows = src.icd_session.scalars(
+            select(Icd10cmBlock).where(Icd10cmBlock.release_id == src.icd.id)
+            .order_by(Icd10cmBlock.level.desc(), Icd10cmBlock.first)  # section before chapter
+        )
+        return [IcdEntry(f"{r.level} {r.name}", r.description, False, False, None, r.notes or {},
+                         r.first, r.last) for r in rows]
+
+    # About 320 rows per release: read once per process rather than queried per lookup.
+    every = per_release(src.icd_session, src.icd, "icd10cm blocks", load)
+    wanted = list(codes)
+    return {b.code: b for b in every if any(b.covers(c) for c in wanted)}
 
 
 def with_ancestors(src: Sources, codes: Iterable[str]) -> dict[str, IcdEntry]:

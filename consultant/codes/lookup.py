@@ -267,7 +267,7 @@ def lookup(session: Session, code: str, *, ptp_limit: int | None = PTP_LIST_LIMI
         # The database is part of the key: one process may serve several (the tests, the bench),
         # and release ids restart at 1 in each.
         key = (code.strip().upper(), ptp_limit, str(src.connection.engine.url), src.icd.name,
-               tuple(sorted((k, r.id, r.name) for k, r in src.releases.items())))
+               tuple(sorted((k, r.id, r.sha256) for k, r in src.releases.items())))
         # Kept as JSON text and decoded per hit: callers may change what they get, and decoding
         # is several times faster than copy.deepcopy (the facts are JSON data: `codes show --json`).
         with _cache_lock:

@@ -52,6 +52,7 @@ class ReleaseRef:
     variant: str
     name: str
     effective_date: date | None
+    sha256: str = ""  # of the imported file(s): with the id, tells two databases' releases apart
 
 
 @dataclass
@@ -212,10 +213,11 @@ def current_releases(session: Session) -> dict[tuple[str, str], ReleaseRef]:
     rows = session.execute(
         select(
             CodeRelease.id, CodeRelease.kind, CodeRelease.variant, CodeRelease.name,
-            CodeRelease.effective_date,
+            CodeRelease.effective_date, CodeRelease.sha256,
         ).where(CodeRelease.is_current)
     )
-    return {(r.kind, r.variant): ReleaseRef(r.id, r.kind, r.variant, r.name, r.effective_date) for r in rows}
+    return {(r.kind, r.variant): ReleaseRef(r.id, r.kind, r.variant, r.name, r.effective_date, r.sha256)
+            for r in rows}
 
 
 def list_releases(session: Session) -> list[dict[str, Any]]:
