@@ -7,6 +7,7 @@ query), which also covers 7th-character codes whose placeholder-X parents do not
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -83,18 +84,29 @@ def fetch(src: Sources, codes: Iterable[str]) -> dict[str, IcdEntry]:
 def blocks(src: Sources, codes: Iterable[str]) -> dict[str, IcdEntry]:
     """The sections and chapters holding the codes, keyed "section E08-E13" / "chapter 4"
     (keys no code can have), sections first."""
-    def load() -> list[IcdEntry]:
+    def load() -> dict[str, tuple[list[str], list[IcdEntry]]]:
         rows = src.icd_session.scalars(
             select(Icd10cmBlock).where(Icd10cmBlock.release_id == src.icd.id)
             .order_by(Icd10cmBlock.level.desc(), Icd10cmBlock.first)  # section before chapter
         )
-        return [IcdEntry(f"{r.level} {r.name}", r.description, False, False, None, r.notes or {},
-                         r.first, r.last) for r in rows]
+        levels: dict[str, tuple[list[str], list[IcdEntry]]] = {}
+        for r in rows:
+            firsts, entries = levels.setdefault(r.level, ([], []))
+            firsts.append(r.first)
+            entries.append(IcdEntry(f"{r.level} {r.name}", r.description, False, False, None,
+                                    r.notes or {}, r.first, r.last))
+        return levels
 
-    # About 320 rows per release: read once per process rather than queried per lookup.
-    every = per_release(src.icd_session, src.icd, "icd10cm blocks", load)
-    wanted = list(codes)
-    return {b.code: b for b in every if any(b.covers(c) for c in wanted)}
+    # About 320 rows per release: read once per process rather than queried per lookup, and
+    # searched by range start (the ranges of one level do not overlap).
+    levels = per_release(src.icd_session, src.icd, "icd10cm blocks", load)
+    found: dict[str, IcdEntry] = {}
+    for category in sorted({c[:3] for c in codes}):
+        for firsts, entries in levels.values():
+            i = bisect.bisect_right(firsts, category) - 1
+            if i >= 0 and entries[i].covers(category):
+                found[entries[i].code] = entries[i]
+    return found
 
 
 def with_ancestors(src: Sources, codes: Iterable[str]) -> dict[str, IcdEntry]:
