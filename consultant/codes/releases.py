@@ -8,6 +8,7 @@ new one marked current.  Any error rolls all of it back, leaving the previous re
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.codes import search
@@ -39,6 +41,7 @@ from consultant.codes.models import (
     SearchTerm,
 )
 
+log = logging.getLogger(__name__)
 FACT_TABLES = (Icd10cmCode, Icd10cmBlock, HcpcsCode, MueEdit, AocEdit, PtpEdit, CptDescriptor, HcpcsProcessingNote,
                HcpcsNocCode, HcpcsCorrection, HcpcsTransaction, HcpcsActionCode, IoceVersion)
 
@@ -195,9 +198,14 @@ def vacuum(engine: Engine | Connection) -> None:
         return
     if isinstance(engine, Connection):
         engine = engine.engine
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for model in (CodeRelease, *FACT_TABLES, SearchTerm):
-            conn.execute(text(f"VACUUM (ANALYZE) {model.__tablename__}"))  # type: ignore[attr-defined]
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for model in (CodeRelease, *FACT_TABLES, SearchTerm):
+                conn.execute(text(f"VACUUM (ANALYZE) {model.__tablename__}"))  # type: ignore[attr-defined]
+    except SQLAlchemyError as exc:
+        # The import has committed and is in force; only its first queries will be slower
+        # until autovacuum runs, so this must not report the import as failed.
+        log.warning("release imported, but VACUUM (ANALYZE) of the code tables failed: %s", exc)
 
 
 def purge(session: Session, release_id: int) -> None:

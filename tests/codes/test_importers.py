@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from consultant.codes.api import lookup
 from consultant.codes.files import ImportFormatError
@@ -264,3 +264,21 @@ def test_licensed_cpt_descriptors_and_notice(empty_db: Db, tmp_path: Path) -> No
     bad.write_text("99214,TEST DESCRIPTOR 1\n9921,TEST DESCRIPTOR 3\n", encoding="utf-8")
     with pytest.raises(ImportFormatError, match="line 2, field code"):
         import_release(empty_db.factory, "cpt-licensed", bad)
+
+
+def test_postgresql_import_leaves_the_release_indexed_and_vacuumed(empty_db: Db) -> None:
+    if empty_db.backend != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite indexes search with FTS5 and needs no VACUUM")
+    outcome = import_release(empty_db.factory, "hcpcs", need(HCPCS_TXT))
+    with empty_db.session() as s:
+        # Every search row has its tsvector (search reads the column, not the text) ...
+        missing = s.execute(text("SELECT count(*) FROM codes_search WHERE release_id = :r AND tsv IS NULL"),
+                            {"r": outcome.release_id}).scalar()
+        indexed = s.execute(text("SELECT count(*) FROM codes_search WHERE release_id = :r AND "
+                                 "tsv @@ to_tsquery('english', 'ketorolac')"), {"r": outcome.release_id}).scalar()
+        # ... and the import ended with VACUUM (ANALYZE): statistics and visibility map are set.
+        vacuumed = dict(s.execute(text(
+            "SELECT relname, last_vacuum IS NOT NULL AND last_analyze IS NOT NULL FROM pg_stat_user_tables "
+            "WHERE relname IN ('codes_hcpcs', 'codes_search', 'codes_ptp')")).all())
+    assert missing == 0 and indexed >= 1
+    assert vacuumed == {"codes_hcpcs": True, "codes_search": True, "codes_ptp": True}
