@@ -1,8 +1,9 @@
 """ICD-10-CM facts: code normalisation, entries, notes inherited from ancestors, children.
 
 Tabular convention: a note written at a category applies to every code below it, so the notes
-of E11.22 are its own plus those of E11.2 and E11, and of section E08-E13 and chapter 4.  Ancestors are found by code prefix (one
-query), which also covers 7th-character codes whose placeholder-X parents do not exist.
+of E11.22 are its own plus those of E11.2 and E11, and of section E08-E13 and chapter 4.
+Ancestors are found by code prefix (one query), which also covers 7th-character codes whose
+placeholder-X parents do not exist; sections and chapters by category range.
 """
 
 from __future__ import annotations

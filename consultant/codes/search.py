@@ -1,9 +1,10 @@
 """Ranked text search over code descriptors and ICD-10-CM inclusion terms.
 
 SQLite: an FTS5 table (porter stemmer) keyed by ``codes_search.id``.  PostgreSQL: the stored
-``codes_search.tsv`` column (``to_tsvector('english', body)``) under a GIN index (declared in models).  Both backends only *find* candidates; the
-final order comes from one Python ranking (query words covered, then shorter text first), so the
-two backends and the two databases (main and built-in ICD-10-CM) rank alike and merge cleanly.
+``codes_search.tsv`` column (``to_tsvector('english', body)``) under a GIN index (declared in
+models).  Both backends only *find* candidates; the final order comes from one Python ranking
+(query words covered, then shorter text first), so the two backends and the two databases (main
+and built-in ICD-10-CM) rank alike and merge cleanly.
 """
 
 from __future__ import annotations
