@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from tests.codes.conftest import (
     PTP_DIR,
     PTP_V302,
     Db,
+    backends,
+    make_db,
     need,
 )
 
@@ -266,11 +269,17 @@ def test_licensed_cpt_descriptors_and_notice(empty_db: Db, tmp_path: Path) -> No
         import_release(empty_db.factory, "cpt-licensed", bad)
 
 
-def test_postgresql_import_leaves_the_release_indexed_and_vacuumed(empty_db: Db) -> None:
-    if empty_db.backend != "postgresql":
-        pytest.skip("PostgreSQL only: SQLite indexes search with FTS5 and needs no VACUUM")
-    outcome = import_release(empty_db.factory, "hcpcs", need(HCPCS_TXT))
-    with empty_db.session() as s:
+@pytest.fixture
+def pg_db() -> Iterator[Db]:
+    """PostgreSQL only (SQLite indexes search with FTS5 and needs no VACUUM)."""
+    if "postgresql" not in backends():
+        pytest.skip("needs PostgreSQL: set $DATABASE_URL")
+    yield from make_db("postgresql")
+
+
+def test_postgresql_import_leaves_the_release_indexed_and_vacuumed(pg_db: Db) -> None:
+    outcome = import_release(pg_db.factory, "hcpcs", need(HCPCS_TXT))
+    with pg_db.session() as s:
         # Every search row has its tsvector (search reads the column, not the text) ...
         missing = s.execute(text("SELECT count(*) FROM codes_search WHERE release_id = :r AND tsv IS NULL"),
                             {"r": outcome.release_id}).scalar()
