@@ -9,8 +9,6 @@ import json
 from datetime import date
 from typing import Any
 
-from sqlalchemy import text
-
 from consultant.codes.meanings import NOC_CLAIM
 from consultant.codes.memo import per_release
 from consultant.codes.models import (
@@ -23,10 +21,6 @@ from consultant.codes.models import (
 )
 from consultant.codes.releases import ReleaseRef
 from consultant.codes.sources import Sources
-
-
-def _rows(src: Sources, sql: str, **params: Any) -> list[Any]:
-    return list(src.connection.execute(text(sql), params))
 
 
 def _iso(value: Any) -> str | None:
@@ -45,7 +39,7 @@ def _by_code(src: Sources, rel: ReleaseRef, sql: str) -> dict[str, list[Any]]:
     process and release (``memo``) instead of one query per code looked up."""
     def load() -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
-        for row in _rows(src, sql, r=rel.id):
+        for row in src.rows(sql, r=rel.id):
             out.setdefault(row.code, []).append(row)
         return out
 
@@ -67,8 +61,8 @@ def _processing_note(src: Sources, facts: dict[str, Any]) -> None:
     number = (facts.get("fields") or {}).get("processing_note")
     if rel is None or not number:
         return
-    rows = _rows(src, "SELECT text FROM codes_hcpcs_notes WHERE release_id = :r AND number = :n",
-                 r=rel.id, n=number)
+    rows = src.rows("SELECT text FROM codes_hcpcs_notes WHERE release_id = :r AND number = :n",
+                    r=rel.id, n=number)
     facts["processing_note"] = {"number": number, "text": rows[0].text if rows else None,
                                 "source": rel.name}
 
@@ -118,13 +112,13 @@ def _transactions(src: Sources, facts: dict[str, Any], code: str, modifier: bool
     if rel is None:
         return
     key: dict[str, str] = per_release(src.session, rel, "hcpcs action codes", lambda: {
-        r.code: r.meaning for r in _rows(
-            src, "SELECT code, meaning FROM codes_hcpcs_action_codes WHERE release_id = :r", r=rel.id)})
+        r.code: r.meaning
+        for r in src.rows("SELECT code, meaning FROM codes_hcpcs_action_codes WHERE release_id = :r", r=rel.id)})
     if facts.get("action_code"):
         facts["action_meaning"] = {"meaning": key.get(facts["action_code"]), "source": rel.name}
-    rows = _rows(src, "SELECT action, action_code FROM codes_hcpcs_transactions "
-                      "WHERE release_id = :r AND code = :c AND is_modifier = :m",
-                 r=rel.id, c=code, m=modifier)
+    rows = src.rows("SELECT action, action_code FROM codes_hcpcs_transactions "
+                    "WHERE release_id = :r AND code = :c AND is_modifier = :m",
+                    r=rel.id, c=code, m=modifier)
     if rows:
         row = rows[0]
         facts["annual_update"] = {"action": row.action, "action_code": row.action_code,
@@ -143,9 +137,9 @@ def ioce(src: Sources, ptp_blocks: list[dict[str, Any]]) -> None:
     hospital = [b for b in ptp_blocks if b.get("variant") == "hospital"]
     if rel is None or not hospital:
         return
-    versions = [(_day(r.date_started), _day(r.date_ended), r.version) for r in _rows(
-        src, "SELECT version, date_started, date_ended FROM codes_ioce_versions "
-             "WHERE release_id = :r ORDER BY seq", r=rel.id)]
+    versions = [(_day(r.date_started), _day(r.date_ended), r.version) for r in src.rows(
+        "SELECT version, date_started, date_ended FROM codes_ioce_versions "
+        "WHERE release_id = :r ORDER BY seq", r=rel.id)]
     if not versions:
         return
     first_day = versions[0][0]

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from consultant.codes.models import KIND_ICD10CM
@@ -28,6 +29,11 @@ class Sources:
     def connection(self) -> Connection:
         """The session's connection (same transaction), for many small Core queries."""
         return self.session.connection()
+
+    def rows(self, sql: str, **params: Any) -> list[Any]:
+        """The rows of a small Core query.  Through the Connection, not Session.execute: about
+        half the overhead per query, and lookups make many."""
+        return list(self.connection.execute(text(sql), params))
 
     def get(self, kind: str, variant: str = "") -> ReleaseRef | None:
         return self.releases.get((kind, variant))
