@@ -164,7 +164,7 @@ def cmd_cases_approve(args: argparse.Namespace, settings: Settings,
             raise CliError(f"cannot read {args.text_file}: {exc}") from exc
         if not text.strip():
             raise CliError(f"{args.text_file} is empty; refusing to approve an empty answer")
-    effects = approve(factory, settings, args.id, text=text, by=args.by)
+    effects = approve(factory, settings, args.id, text=text, by=args.by, confirm_phi=args.confirm_phi)
     _dispatch(effects, settings)
     print(f"case {args.id} approved; answer queued (outbox {', '.join(map(str, effects.outbox_ids))})")
     return 0
@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("--text-file", help="final answer text (- for stdin); default: the latest draft")
     p.add_argument("--by", default="cli", help="approving consultant's email")
+    p.add_argument("--confirm-phi", action="store_true",
+                   help="confirm the answer holds none of the patient identifiers removed from the mail "
+                        "(required for such cases)")
     p = add("reject", cmd_cases_reject, "reject a case (no answer is sent, no quota charged)", cases)
     p.add_argument("id", type=int)
     p.add_argument("--reason", required=True)

@@ -145,6 +145,8 @@ class Case(Base):
     rule_hits: Mapped[list[str]] = mapped_column(JSON, default=list)
     question_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # What redaction removed from the thread: {"counts": {kind: n}, "rules": [...]}; never values.
+    redaction: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     assigned_to: Mapped[str | None] = mapped_column(String(320))
     reject_reason: Mapped[str | None] = mapped_column(Text)
     failure: Mapped[str | None] = mapped_column(Text)

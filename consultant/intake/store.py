@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.mail.parse import quick_headers, raw_sha256
 from consultant.models import InboundMail
+from consultant.privacy.redact import redact_text
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ def store_raw(factory: sessionmaker[Session], raw: bytes, where: Location) -> St
             headers = quick_headers(raw)
             mail = InboundMail(
                 raw=raw, raw_sha256=digest, size=len(raw), message_id=headers.message_id,
-                from_addr=headers.from_addr, subject=headers.subject, source=where.source,
+                # The subject is shown in the queue before the mail is processed: redacted.
+                from_addr=headers.from_addr, subject=redact_text(headers.subject).text if headers.subject else None,
+                source=where.source,
                 mailbox=where.mailbox, folder=where.folder, uidvalidity=where.uidvalidity,
                 uid=where.uid, rule_hits=[],
             )

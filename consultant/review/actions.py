@@ -30,6 +30,8 @@ from consultant.models import (
     Requester,
 )
 from consultant.outbox.compose import build_message, case_tag, new_message_id, reply_subject
+from consultant.privacy import outgoing
+from consultant.privacy.redact import Summary
 from consultant.processing import Effects
 from consultant.quota import ledger
 from consultant.settings import Settings
@@ -84,17 +86,21 @@ def _thread_ids(case: Case) -> tuple[str | None, list[str]]:
     if not case.mails:
         return None, []
     newest = case.mails[-1]  # the relationship is ordered by id
-    refs = list(quick_headers(newest.raw).references)
+    # A purged mail (past retention) has no raw bytes left: its Message-ID still threads.
+    refs = list(quick_headers(newest.raw).references) if newest.raw is not None else []
     if newest.message_id:
         refs.append(newest.message_id)
     return newest.message_id, refs
 
 
 def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
-            text: str | None, by: str, kind: str | None = None) -> Effects:
+            text: str | None, by: str, kind: str | None = None,
+            confirm_phi: bool = False) -> Effects:
     """Approve the latest draft (optionally replaced by ``text``) and queue it for sending.
 
-    ``kind="needs_info"`` sends the text as a clarifying question instead (see request_info)."""
+    ``kind="needs_info"`` sends the text as a clarifying question instead (see request_info).
+    A case whose mail had patient identifiers removed needs ``confirm_phi=True``: the
+    consultant says, once, that they read the answer knowing that."""
     effects = Effects()
     with transaction(factory) as session:
         case = _load_case(session, case_id)
@@ -107,6 +113,14 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         draft = save_edit(session, case, text, by, kind) if text is not None else current
         if draft is None:
             raise ActionError(f"case {case_id} has no draft to approve")
+        removed = Summary.from_json(case.redaction)
+        if removed.found and not confirm_phi:
+            session.commit()  # keep the consultant's edit; refuse only the sending
+            raise ActionError(
+                f"case {case_id}: patient identifiers were removed from this mail "
+                f"({removed.counted()}); confirm that the answer holds none of them "
+                "(console: tick the confirmation box; API: \"confirm_phi\": true; "
+                "CLI: --confirm-phi)")
         requester = case.requester
         quota = ledger.status(session, settings.quota, requester)
         charges = draft.kind == "answer"
@@ -139,9 +153,19 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         text_part = body + footer
         html_part = render_html("final", {"body": body, "footer": footer.strip()},
                                 settings.service.template_dir)
+        subject = reply_subject(case.subject, case.id)
+        # The last look at exactly what will be sent: a consultant may have typed a name or a
+        # number back in, and the reply's warning says we left them out.
+        findings = outgoing.check(subject=subject, text=text_part, html=html_part,
+                                  allowed_emails=[requester.email, by, signer,
+                                                  settings.service.address,
+                                                  *settings.service.aliases])
+        if findings:
+            session.commit()  # keep the consultant's edit; refuse only the sending
+            raise ActionError(f"case {case_id}: the answer contains patient identifiers; remove "
+                              "them before approving: " + "; ".join(map(str, findings)))
         in_reply_to, references = _thread_ids(case)
         message_id = new_message_id(settings)
-        subject = reply_subject(case.subject, case.id)
         raw = build_message(settings, to_addr=requester.email, subject=subject, text=text_part,
                             html=html_part, message_id=message_id, in_reply_to=in_reply_to,
                             references=references)
@@ -167,12 +191,13 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
 
 
 def request_info(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
-                 text: str | None, by: str) -> Effects:
+                 text: str | None, by: str, confirm_phi: bool = False) -> Effects:
     """Send ``text`` (default: the latest draft) as a clarifying question: a needs_info
     message that charges no quota; the case stays needs_info until the requester replies."""
     if text is not None and not text.strip():
         raise ActionError("the question to the requester is empty")
-    return approve(factory, settings, case_id, text=text, by=by, kind="needs_info")
+    return approve(factory, settings, case_id, text=text, by=by, kind="needs_info",
+                   confirm_phi=confirm_phi)
 
 
 def assign(factory: sessionmaker[Session], case_id: int, *, to: str | None, by: str) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 23:56:45.193564
+Create Date: 2026-12-01 08:26:02.355968
 """
 from alembic import op
 import sqlalchemy as sa
@@ -116,6 +116,7 @@ def upgrade() -> None:
     sa.Column('rule_hits', sa.JSON(), nullable=False),
     sa.Column('question_types', sa.JSON(), nullable=False),
     sa.Column('flags', sa.JSON(), nullable=False),
+    sa.Column('redaction', sa.JSON(), nullable=False),
     sa.Column('assigned_to', sa.String(length=320), nullable=True),
     sa.Column('reject_reason', sa.Text(), nullable=True),
     sa.Column('failure', sa.Text(), nullable=True),
