@@ -193,17 +193,20 @@ def expected(case: dict[str, Any], data: cmsdata.Data) -> dict[str, Any]:
     release = cmsdata.ptp_release(setting, dos)
     asks_ptp = bool({"bundling", "modifier"} & set(label["questions"]))
     for a, b in itertools.combinations(sorted(set(procs)), 2):
-        in_force = False
-        for c1, c2 in ((a, b), (b, a)):
-            mis = cmsdata.ptp_in_force(data, release, f"{c1}|{c2}", dos)
+        in_force = {(c1, c2): cmsdata.ptp_in_force(data, release, f"{c1}|{c2}", dos)
+                    for c1, c2 in ((a, b), (b, a))}
+        for (c1, c2), mis in in_force.items():
             if mis:
-                in_force = True
                 findings.add(f"ptp_edit:{c1},{c2}")
                 if asks_ptp:
                     numbers[f"ptp:{c1}|{c2}"] = mis
-            elif cmsdata.ptp_existed(data, release, f"{c1}|{c2}"):
+        if any(in_force.values()):
+            continue
+        # no edit in force either way: say so, and name any edit that existed but is deleted
+        for c1, c2 in in_force:
+            if cmsdata.ptp_existed(data, release, f"{c1}|{c2}"):
                 findings.add(f"ptp_edit_not_in_force:{c1},{c2}")
-        if asks_ptp and not in_force:
+        if asks_ptp:
             numbers[f"ptp:{a}|{b}"] = "none"
 
     for code in procs:
