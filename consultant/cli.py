@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--resend", action="store_true", help="it did not; send it again")
     p.add_argument("--by", default="cli")
 
-    for module in ("consultant.codes.cli", "consultant.review.cli", "consultant.drafting.cli"):
+    for module in ("consultant.codes.cli", "consultant.review.cli", "consultant.drafting.cli",
+                   "consultant.privacy.cli", "consultant.audit.cli"):
         _register_optional(module, sub)
     return parser
 
@@ -363,8 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         from consultant.db import make_engine, make_session_factory
+        from consultant.privacy.crypto import load_keys
 
-        engine = make_engine(settings.database.url)
+        engine = make_engine(settings.database.url, keys=load_keys(settings.privacy))
         factory = make_session_factory(engine)
         if args.command not in ("init", "demo") and not _schema_ready(engine):
             raise CliError(f"the database at {settings.database.url} has no schema yet; "

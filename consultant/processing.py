@@ -68,6 +68,8 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         if mail.disposition is not None:
             return Effects()
         raw, size = mail.raw, mail.size
+        if raw is None:
+            raise LookupError(f"inbound mail {mail_id} was purged before it was processed")
 
     # Parse outside the write transaction: a pathological mail may take seconds, and SQLite
     # would hold every other writer for that long.
@@ -91,6 +93,7 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         mail.processed_at = utcnow()
         if view is None:
             _dispose(mail, "quarantined", ["unparseable"], reason)
+            _audit_classified(session, mail)
             return effects
         if view.message_id and not mail.message_id:
             mail.message_id = view.message_id
@@ -99,7 +102,14 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         # the original.
         mail.subject = redact_mail(view, ours=_our_addresses(settings)).subject
         _classify_person_mail(session, settings, mail, view, effects)
+        _audit_classified(session, mail)
     return effects
+
+
+def _audit_classified(session: Session, mail: InboundMail) -> None:
+    session.add(AuditEvent(case_id=mail.case_id, actor="system", action="classified",
+                           detail={"mail_id": mail.id, "disposition": mail.disposition,
+                                   "rules": list(mail.rule_hits or [])}))
 
 
 def _our_addresses(settings: Settings) -> tuple[str, ...]:
@@ -282,7 +292,8 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
     case.status = NEEDS_INFO if result.kind == "needs_info" else AWAITING_REVIEW
     case.drafted_at = utcnow()
     session.add(AuditEvent(case_id=case.id, actor="system", action="drafted",
-                           detail={"version": version, "template": result.template}))
+                           detail={"version": version, "template": result.template,
+                                   "releases": list(result.facts.get("releases") or [])}))
 
 
 def _fallback_draft(exc: Exception) -> DraftResult:

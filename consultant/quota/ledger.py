@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from consultant.models import QuotaEntry, Requester
+from consultant.models import AuditEvent, QuotaEntry, Requester
 from consultant.settings import QuotaSettings
 
 
@@ -69,12 +69,17 @@ def status(session: Session, quota: QuotaSettings, requester: Requester) -> Quot
 def charge(session: Session, requester: Requester, *, case_id: int, outbox_id: int) -> None:
     session.add(QuotaEntry(requester_id=requester.id, delta=-1, reason="answer",
                            case_id=case_id, outbox_id=outbox_id))
+    session.add(AuditEvent(case_id=case_id, actor="system", action="charged",
+                           detail={"requester": requester.email, "outbox_id": outbox_id}))
 
 
 def refund(session: Session, requester: Requester, *, case_id: int | None, outbox_id: int,
            reason: str) -> None:
     session.add(QuotaEntry(requester_id=requester.id, delta=+1, reason=reason,
                            case_id=case_id, outbox_id=outbox_id))
+    session.add(AuditEvent(case_id=case_id, actor="system", action="refunded",
+                           detail={"requester": requester.email, "outbox_id": outbox_id,
+                                   "reason": reason}))
 
 
 def get_or_create_requester(session: Session, email: str, name: str | None = None) -> Requester:
