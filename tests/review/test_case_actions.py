@@ -100,8 +100,8 @@ def test_edit_then_approve_queues_the_answer_and_records_who(console):
         out = session.get(Outbox, effects.outbox_ids[0])
         assert case.status == "approved" and out.approved_by == CONSULTANT and out.charges_quota
         assert b"Final answer: yes, with modifier 59." in out.raw
-    # (the system's own "charged" event sits between them)
-    assert [e for e in audit_actions(console, case_id) if e[1] == CONSULTANT][-3:] == [
+    # (the quota's "charged" event sits between them)
+    assert [e for e in audit_actions(console, case_id) if e[0] != "charged"][-3:] == [
         ("edited", CONSULTANT), ("edited", CONSULTANT), ("approved", CONSULTANT)]
     # A second approval is refused with the reason shown, not a crash.
     again = post(client, f"/cases/{case_id}/approve", text="again")
@@ -122,7 +122,7 @@ def test_request_info_sends_a_question_without_charge_until_the_reply(console):
         out = session.get(Outbox, effects.outbox_ids[0])
         assert case.status == "needs_info" and out.kind == "needs_info" and not out.charges_quota
         assert b"Which payer, and what date of service?" in out.raw
-        assert session.execute(select(QuotaEntry)).first() is None
+        assert session.execute(select(QuotaEntry).where(QuotaEntry.kind == "charge")).first() is None
         question_id = out.message_id
     assert ("info_requested", CONSULTANT) in audit_actions(console, case_id)
     # The requester's reply joins the case and sends it back to drafting.
