@@ -12,6 +12,7 @@ from typing import Any
 from consultant.mail.body import new_text
 from consultant.mail.parse import MailView
 from consultant.privacy.html import redact_html
+from consultant.privacy.kinds import Kind
 from consultant.privacy.redact import Redacted, Summary, known_names, redact_filename, redact_text
 
 
@@ -34,7 +35,10 @@ def redact_mail(view: MailView, *, ours: tuple[str, ...] = ()) -> RedactedMail:
     """
     allowed = [a for a in (view.from_addr or "", *ours) if a]
     filenames = [str(a.get("filename") or "") for a in view.attachments]
-    names = known_names([view.subject, view.from_name, view.text, *(f.replace("_", " ") for f in filenames)])
+    names = known_names([view.subject, view.from_name, view.text])
+    for filename in filenames:
+        spaced = filename.replace("_", " ")
+        names += [spaced[h.start:h.end] for h in redact_filename(filename).hits if h.kind is Kind.NAME]
     summary = Summary()
 
     def text(value: str) -> str:

@@ -11,9 +11,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from consultant.privacy.detect import detect, names_in
+from consultant.privacy.detect import detect, merge, names_in
 from consultant.privacy.hits import Hit
 from consultant.privacy.kinds import DESCRIPTIONS, PLACEHOLDERS, Kind
+from consultant.privacy.rules_names import FilenameNameRule
 
 
 @dataclass
@@ -47,7 +48,8 @@ def redact_text(text: str, *, allowed_emails: Iterable[str] = (),
 def redact_filename(name: str, known_names: Sequence[str] = ()) -> Redacted:
     """Attachment names: underscores read as spaces ("John_Smith_DOB_041761.pdf")."""
     spaced = name.replace("_", " ")
-    hits = detect(spaced, known_names=known_names)
+    hits = merge([*detect(spaced, known_names=known_names),
+                  *FilenameNameRule().find(spaced)])
     return Redacted(apply(name, hits), hits)
 
 

@@ -111,6 +111,26 @@ RULES: list[NameRule] = [
 ]
 
 
+class FilenameNameRule:
+    """Two name words side by side in an attachment name ("Michael_Johnson_xray.pdf",
+    "op_note_Brown_Joshua.pdf"): a filename has no sentence to give a cue, so both census
+    lists must agree (a first name and a surname, in either order)."""
+
+    name = "name_in_filename"
+    kind = Kind.NAME
+    description = "a first name and a surname side by side in an attachment name"
+    pattern = re.compile(rf"(?<![A-Za-z])(?P<a>{_WORD}) (?P<b>{_WORD})(?![a-z])")
+
+    def find(self, text: str) -> Iterator[Hit]:
+        for m in self.pattern.finditer(text):
+            a, b = m.group("a"), m.group("b")
+            if {a.lower(), b.lower()} & _NOT_NAMES:
+                continue
+            if (names.is_first_name(a) and names.is_surname(b)) or \
+                    (names.is_surname(a) and names.is_first_name(b)):
+                yield Hit(self.name, self.kind, m.start(), m.end())
+
+
 def repeated(text: str, found: list[str]) -> Iterator[Hit]:
     """Every other mention of a name already found ("Mr. Smith" later, "SMITH" in a subject)."""
     tokens = {w for value in found for w in _words(value)

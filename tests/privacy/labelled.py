@@ -13,9 +13,10 @@ from pathlib import Path
 
 from consultant.mail.parse import MailView, parse_mail
 from consultant.privacy.detect import detect
+from consultant.privacy.hits import Hit
 from consultant.privacy.html import html_text
 from consultant.privacy.mail import RedactedMail, redact_mail
-from consultant.privacy.redact import known_names
+from consultant.privacy.redact import known_names, redact_filename
 
 HERE = Path(__file__).parent
 # Codes that must survive: CPT/HCPCS (5 characters), ICD-10-CM, NDC, 2-character modifiers
@@ -62,14 +63,21 @@ def load(name: str) -> list[LabelledMail]:
 
 
 def outputs(red: RedactedMail) -> list[str]:
+    # Attachment names as a person reads them: "John_Smith.pdf" holds "John Smith".
     return [red.subject, red.from_name, red.text, red.new_text, red.html or "",
-            *(str(a["filename"]) for a in red.attachments)]
+            *(str(a["filename"]).replace("_", " ") for a in red.attachments)]
 
 
 def inputs(view: MailView) -> list[str]:
-    """The fields as detection reads them (HTML as its joined text)."""
+    """The fields as detection reads them (HTML as its joined text, attachment names last)."""
     return [view.subject, view.from_name, view.text, html_text(view.html) if view.html else "",
             *(str(a.get("filename") or "").replace("_", " ") for a in view.attachments)]
+
+
+def _hits(text: str, index: int, allowed: list[str], names: list[str]) -> list[Hit]:
+    if index >= 4:  # an attachment name, read as redact_filename reads it
+        return redact_filename(text, names).hits
+    return detect(text, allowed_emails=allowed, known_names=names)
 
 
 @dataclass
@@ -98,7 +106,7 @@ class Score:
                          f"{self.hits[k]:>5} {self.true_hits[k]:>5} {self.precision(k):>9.3f}")
         total_h, total_t = sum(self.hits.values()), sum(self.true_hits.values())
         total_l, total_f = sum(self.labelled.values()), sum(self.found.values())
-        lines.append(f"{'all':<9} {total_l:>8} {total_f:>6} {total_f / total_l:>7.3f} {total_h:>5} "
+        lines.append(f"{'all':<9} {total_l:>8} {total_f:>6} {total_f / max(total_l, 1):>7.3f} {total_h:>5} "
                      f"{total_t:>5} {total_t / max(total_h, 1):>9.3f}")
         lines.append(f"codes kept: {self.codes_kept}/{self.codes}")
         return "\n".join(lines)
@@ -128,9 +136,9 @@ def score(mails: list[LabelledMail]) -> Score:
         allowed = [mail.view.from_addr or ""]
         field_texts = inputs(mail.view)
         names = known_names(field_texts)
-        for text in field_texts:
+        for index, text in enumerate(field_texts):
             spans = [(m.start(), m.end()) for v in values for m in _occurrences(v, text)]
-            for hit in detect(text, allowed_emails=allowed, known_names=names):
+            for hit in _hits(text, index, allowed, names):
                 result.hits[str(hit.kind)] += 1
                 if any(s < hit.end and hit.start < e for s, e in spans):
                     result.true_hits[str(hit.kind)] += 1
