@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import sqlite3
-from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -25,39 +24,17 @@ from email.utils import parseaddr
 import httpx
 import pytest
 
-from consultant.db import make_engine, make_session_factory, upgrade
 from consultant.intake.store import Location, store_raw
 from consultant.models import InboundMail, Outbox
 from consultant.outbox.send import send_one
 from consultant.outbox.transport import SmtpTransport
-from consultant.privacy.crypto import load_keys
 from consultant.processing import process_mail
 from consultant.review import auth
-from consultant.review.web.server import ConsoleServer
-from tests.conftest import make_settings
 from tests.privacy import labelled
-from tests.review.conftest import CONSULTANT, PASSWORD
-from tests.review.test_browser import Live, browser, log_in, page  # noqa: F401  (fixtures)
+from tests.review.conftest import CONSULTANT
+from tests.review.test_browser import browser, log_in, page  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def served(tmp_path, smtp_sink) -> Iterator[Live]:  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path / 'cc.sqlite'}"
-    upgrade(url)
-    settings = make_settings(url, tmp_path, smtp_out={"maildir": "", "host": smtp_sink.host,
-                                                      "port": smtp_sink.port},
-                             console={"host": "127.0.0.1", "secret_key": "e2e-" + "k" * 32})
-    engine = make_engine(url, keys=load_keys(settings.privacy))
-    factory = make_session_factory(engine)
-    auth.add_user(factory, CONSULTANT, PASSWORD, name="Jane Coder", credential="CPC")
-    server = ConsoleServer(settings, factory, port=0, dispatch=lambda effects: None).start()
-    try:
-        yield Live(settings, factory, server.url, smtp_sink)
-    finally:
-        server.stop()
-        engine.dispose()
 PROMPT = re.compile(r"\[Consultant:[^\]]*\]")
 
 
