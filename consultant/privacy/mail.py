@@ -11,7 +11,7 @@ from typing import Any
 
 from consultant.mail.body import new_text
 from consultant.mail.parse import MailView
-from consultant.privacy.html import redact_html
+from consultant.privacy.html import html_text, redact_html
 from consultant.privacy.kinds import Kind
 from consultant.privacy.redact import Redacted, Summary, known_names, redact_filename, redact_text
 
@@ -25,6 +25,9 @@ class RedactedMail:
     html: str | None
     attachments: list[dict[str, Any]] = field(default_factory=list)
     summary: Summary = field(default_factory=Summary)
+    # The removed values themselves, for the outgoing check of this case's answer: kept in
+    # memory only, never stored or logged.
+    values: list[tuple[Kind, str]] = field(default_factory=list, repr=False)
 
 
 def redact_mail(view: MailView, *, ours: tuple[str, ...] = ()) -> RedactedMail:
@@ -40,10 +43,12 @@ def redact_mail(view: MailView, *, ours: tuple[str, ...] = ()) -> RedactedMail:
         spaced = filename.replace("_", " ")
         names += [spaced[h.start:h.end] for h in redact_filename(filename).hits if h.kind is Kind.NAME]
     summary = Summary()
+    values: list[tuple[Kind, str]] = []
 
     def text(value: str) -> str:
         red = redact_text(value, allowed_emails=allowed, known_names=names)
         summary.add(red.hits)
+        values.extend((h.kind, value[h.start:h.end]) for h in red.hits)
         return red.text
 
     subject = text(view.subject)
@@ -59,10 +64,14 @@ def redact_mail(view: MailView, *, ours: tuple[str, ...] = ()) -> RedactedMail:
         extra = [h for h in red_html.hits
                  if not view.text.strip() or str(h.kind) not in summary.counts]
         summary.add(extra)
+        joined = html_text(view.html)
+        values.extend((h.kind, joined[h.start:h.end]) for h in red_html.hits if h.end <= len(joined))
         html = red_html.text
     attachments = []
     for attachment, filename in zip(view.attachments, filenames, strict=True):
         red = redact_filename(filename, names)
         summary.add(red.hits)
+        spaced = filename.replace("_", " ")
+        values.extend((h.kind, spaced[h.start:h.end]) for h in red.hits)
         attachments.append({**attachment, "filename": red.text})
-    return RedactedMail(subject, from_name, body, question, html, attachments, summary)
+    return RedactedMail(subject, from_name, body, question, html, attachments, summary, values)

@@ -26,7 +26,7 @@ _SEQ = rf"{_WORD}(?:[ \t]+(?:{_INITIAL}|{_WORD})){{0,3}}"
 _CAPS_SEQ = rf"{_CAPS}(?:[ \t]+(?:{_INITIAL}|{_CAPS})){{0,3}}"
 _LAST_FIRST = rf"{_WORD},[ \t]*{_WORD}(?:[ \t]+{_INITIAL})?|{_CAPS},[ \t]*{_CAPS}(?:[ \t]+{_INITIAL})?"
 # Words that follow our cues but name a payer, a place or a coding term, never a person.
-_NOT_NAMES = frozenset("""
+NOT_NAMES = frozenset("""
 medicare medicaid advantage blue cross shield aetna cigna humana united unitedhealthcare anthem
 tricare molina centene wellcare kaiser ambetter highmark emblem oscar caresource bcbs uhc
 dob mrn ssn mbi dos cpt icd hcpcs ndc id pos er ed or icu new established
@@ -57,7 +57,7 @@ def _plausible(value: str, *, need: str) -> bool:
     words are both census surnames; "full": a first name followed by a surname.
     """
     words = _words(value)
-    if not words or any(w.lower() in _NOT_NAMES for w in words):
+    if not words or any(w.lower() in NOT_NAMES for w in words):
         return False
     if need == "any":
         return True
@@ -82,7 +82,7 @@ class NameRule:
             # Cue words caught by a loose pattern ("Patient Franklin Moore") are not the name,
             # and trailing words the lists reject ("John Smith Modifier") are dropped.
             words = list(re.finditer(r"\S+", value))
-            while words and words[0].group().lower().strip(",.:") in _NOT_NAMES:
+            while words and words[0].group().lower().strip(",.:") in NOT_NAMES:
                 words.pop(0)
             while words:
                 start, end = words[0].start(), words[-1].end()
@@ -124,7 +124,7 @@ class FilenameNameRule:
     def find(self, text: str) -> Iterator[Hit]:
         for m in self.pattern.finditer(text):
             a, b = m.group("a"), m.group("b")
-            if {a.lower(), b.lower()} & _NOT_NAMES:
+            if {a.lower(), b.lower()} & NOT_NAMES:
                 continue
             if (names.is_first_name(a) and names.is_surname(b)) or \
                     (names.is_surname(a) and names.is_first_name(b)):
@@ -134,7 +134,7 @@ class FilenameNameRule:
 def repeated(text: str, found: list[str]) -> Iterator[Hit]:
     """Every other mention of a name already found ("Mr. Smith" later, "SMITH" in a subject)."""
     tokens = {w for value in found for w in _words(value)
-              if len(w) >= 3 and w.lower() not in _NOT_NAMES}
+              if len(w) >= 3 and w.lower() not in NOT_NAMES}
     if not tokens:
         return
     alternatives = "|".join(sorted((re.escape(t) for t in tokens), key=len, reverse=True))

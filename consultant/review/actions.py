@@ -16,7 +16,7 @@ from consultant.db import transaction
 from consultant.drafting import approval
 from consultant.drafting.suggest import PROMPT_PREFIX, has_prompt
 from consultant.drafting.templating import render_html, render_text
-from consultant.mail.parse import quick_headers
+from consultant.mail.parse import MailParseError, parse_mail, quick_headers
 from consultant.models import (
     APPROVED,
     AWAITING_REVIEW,
@@ -30,6 +30,8 @@ from consultant.models import (
 )
 from consultant.outbox.compose import build_message, case_tag, new_message_id, reply_subject
 from consultant.privacy import outgoing
+from consultant.privacy.kinds import Kind
+from consultant.privacy.mail import redact_mail
 from consultant.privacy.redact import Summary
 from consultant.processing import Effects
 from consultant.quota import charging, ledger
@@ -135,7 +137,10 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         ours = [requester.email, by, signer, settings.service.address, *settings.service.aliases]
         # A consultant may have typed a name or a number back in, and the reply's warning says
         # we left them out: refuse before anything is charged, keeping their edit.
-        findings = outgoing.check(subject=subject, text=body, html=None, allowed_emails=ours)
+        removed_values = _removed_values(settings, case)
+        findings = outgoing.check(subject=subject, text=body, html=None, allowed_emails=ours,
+                                  removed=removed_values,
+                                  our_names=[signer, credential, settings.service.name])
         if findings:
             session.commit()
             raise ActionError(_identifiers_refusal(case_id, findings))
@@ -167,7 +172,8 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         # The last look at exactly what will be sent, footer and HTML included, right before
         # the outbox.  Raising here rolls the charge back with everything else.
         findings = outgoing.check(subject=subject, text=text_part, html=html_part,
-                                  allowed_emails=ours)
+                                  allowed_emails=ours, removed=removed_values,
+                                  our_names=[signer, credential, settings.service.name])
         if findings:
             raise ActionError(_identifiers_refusal(case_id, findings))
         in_reply_to, references = _thread_ids(case)
@@ -194,6 +200,21 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
                                        "machine_diff": approval.machine_diff(case, body)}))
         effects.outbox_ids.append(out.id)
     return effects
+
+
+def _removed_values(settings: Settings, case: Case) -> list[tuple[Kind, str]]:
+    """The identifiers redaction took out of the case's mails, read again from the encrypted
+    raw mail (never stored elsewhere); nothing once the raw copies are purged."""
+    ours = (settings.service.address, *settings.service.aliases)
+    values: list[tuple[Kind, str]] = []
+    for mail in case.mails:
+        if mail.raw is None:
+            continue
+        try:
+            values += redact_mail(parse_mail(mail.raw), ours=ours).values
+        except MailParseError:
+            continue
+    return values
 
 
 def _identifiers_refusal(case_id: int, findings: list[outgoing.Finding]) -> str:

@@ -90,3 +90,16 @@ def test_the_sent_warning_names_the_kinds_and_the_message_holds_none(factory, se
     for value in VALUES:
         assert value not in whole, value
     assert "Social Security numbers" in " ".join(msg.get_body(("plain",)).get_content().split())
+
+
+def test_a_value_from_the_mail_typed_back_without_any_cue_is_refused(factory, settings):
+    case_id = phi_case(factory, settings)
+    for text, kind in (("Smith can bill both codes.\n", "name"),
+                       ("SMITH can bill both codes.\n", "name"),
+                       ("Reference 123.45.6789 on the claim.\n", "ssn")):
+        with pytest.raises(ActionError) as refused:
+            approve(factory, settings, case_id, text=text, by="c@cc.test", confirm_phi=True)
+        assert f"{kind} (rule value_from_mail)" in str(refused.value), text
+    # Words that only look like the name, and the date of service, do not stop an answer.
+    approve(factory, settings, case_id, text="They will be paid; bill both on 2026-05-01.\n",
+            by="c@cc.test", confirm_phi=True)
