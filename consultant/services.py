@@ -148,10 +148,6 @@ def wait_forever(stops: list[Callable[[], None]], done: threading.Event | None =
 
 def run_command(name: str, settings: Settings) -> int:
     rt = Runtime(settings)
-    if name == "demo":
-        from consultant.demo import run_demo
-
-        return run_demo(settings)
     if name == "worker":
         from workers.app import app, configure
 

@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "default.toml"
+# templates/ and config/ are installed as the packages consultant.templates and consultant.config
+# (pyproject.toml), so these are real directories in a checkout, an editable install and a wheel.
+TEMPLATE_ROOT = Path(str(files("consultant.templates")))
+CONFIG_ROOT = Path(str(files("consultant.config")))
+DEFAULT_CONFIG = CONFIG_ROOT / "default.toml"
 ENV_PREFIX = "CASECONSULTANT_"
 
 
