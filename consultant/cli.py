@@ -50,6 +50,8 @@ def cmd_service(args: argparse.Namespace, settings: Settings, factory: sessionma
         from consultant.demo import run_demo
 
         return run_demo(settings, once=args.once)
+    if args.command == "worker":
+        return services.run_worker(settings, args.queue or ())
     return services.run_command(args.command, settings)
 
 
@@ -293,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", cmd_service, "run all components in one process (poller, SMTP listener, worker, sender)")
     add("poll", cmd_service, "run the IMAP poller")
     add("smtpd", cmd_service, "run the inbound SMTP listener")
-    add("worker", cmd_service, "run a Celery worker")
+    p = add("worker", cmd_service, "run a Celery worker for one queue (--queue), or all three")
+    p.add_argument("--queue", action="append", choices=("intake", "drafting", "sending"),
+                   help="the queue to serve (repeatable); default: all three, one pool each")
     add("console", cmd_service, "run the consultant web console")
     p = add("send-pending", cmd_send_pending, "send due answers now, reconcile interrupted sends")
     p.add_argument("--json", action="store_true")

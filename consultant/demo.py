@@ -1,6 +1,6 @@
 """``caseconsultant demo``: the whole pipeline in one process with no servers installed.
 
-SQLite for data, a SQLite-backed Celery broker with worker threads, the inbound SMTP listener
+SQLite for data, a SQLite-backed Celery broker with a worker thread, the inbound SMTP listener
 on 127.0.0.1:2525 (another free port when that one is taken), and outbound mail written to a
 local Maildir.  Code data: the built-in ICD-10-CM plus the excerpt of the CMS files shipped in
 ``consultant/demo_data`` (made by ``scripts/make_demo_data.py``), imported by the product's own
@@ -236,7 +236,7 @@ def run_demo(base: Settings, root: Path = Path("var/demo"), once: bool = False) 
     sweeper = Sweeper(rt, interval=5).start()
     stops = [worker.stop, controller.stop, sweeper.stop]
     addr = settings.service.address
-    say(f"SMTP intake on {host}:{settings.smtp_in.port} for <{addr}>; Celery worker threads on "
+    say(f"SMTP intake on {host}:{settings.smtp_in.port} for <{addr}>; a Celery worker thread on "
         "the SQLite broker")
     try:
         send_sample(settings)

@@ -114,6 +114,23 @@ class ConsoleSettings:
 
 
 @dataclass
+class WorkersSettings:
+    # Pool size of each queue's workers (`caseconsultant worker --queue NAME`, and the thread
+    # pools of `run` and `demo`).  One queue per kind of work: sending never waits for drafting.
+    intake_concurrency: int = 2
+    drafting_concurrency: int = 2
+    sending_concurrency: int = 2
+    # Pool of `caseconsultant worker --queue NAME`: prefork (processes) or threads.
+    pool: str = "prefork"
+
+    def concurrency(self, queue: str) -> int:
+        value = getattr(self, f"{queue}_concurrency", None)
+        if value is None:
+            raise ConfigError(f"[workers] has no {queue}_concurrency: {queue!r} is not a queue")
+        return int(value)
+
+
+@dataclass
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
@@ -123,6 +140,7 @@ class Settings:
     smtp_out: SmtpOutSettings = field(default_factory=SmtpOutSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    workers: WorkersSettings = field(default_factory=WorkersSettings)
     codes: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
