@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 08:52:03.552153
+Create Date: 2026-12-01 09:21:02.430379
 """
 from alembic import op
 import sqlalchemy as sa
