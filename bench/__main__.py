@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.common import Env, Figure, Sizes, Unavailable
 
 HERE = Path(__file__).resolve().parent
-MODULES = {"ingest": "bench.ingest", "latency": "bench.latency", "queue": "bench.queue_ceiling",
+MODULES = {"stages": "bench.stages", "ingest": "bench.ingest", "latency": "bench.latency", "queue": "bench.queue_ceiling",
            "send": "bench.send", "codes": "bench.bench_codes", "scale": "bench.scale"}
 SECTIONS = list(MODULES)
 

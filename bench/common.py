@@ -268,14 +268,15 @@ def question_mail(n: int, *, sender: str | None = None, tag: str = "bench") -> t
 # --- the pipeline, in-process like `caseconsultant run` ----------------------------------
 @contextmanager
 def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
-             threads: bool = False) -> Iterator[object]:
+             threads: bool = False, include: tuple[str, ...] = ()) -> Iterator[object]:
     """The pipeline as it is deployed: ``workers`` Celery worker *processes* (``caseconsultant
     worker`` / ``celery -A workers.app worker``; separate processes, so they use both cores
     instead of sharing one interpreter lock), and the IMAP poller in this process.
 
     ``threads=True``: one in-process worker with ``workers`` threads instead (as ``run``
     starts it), for measurements that count tasks with in-process Celery signals or use tasks
-    defined only in this process."""
+    defined only in this process.  ``include``: more task modules for the worker processes
+    (``bench.tasks``)."""
     if threads:
         from consultant.services import WorkerThread
 
@@ -303,7 +304,8 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
     procs = [subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo",
          "-Q", "caseconsultant", "--loglevel=WARNING", "--without-heartbeat", "--without-mingle",
-         "--without-gossip", "-n", f"bench{i}@%h"], cwd=REPO, env=env,
+         "--without-gossip", "-n", f"bench{i}@%h",
+         *([f"--include={','.join(include)}"] if include else [])], cwd=REPO, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
     if procs:
         wait_until(lambda: len(app.control.ping(timeout=0.5) or []) >= len(procs), timeout=60)
