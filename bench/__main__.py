@@ -1,8 +1,10 @@
-"""``python -m bench [--quick] [--only SECTION ...]``: run the benchmarks, print the table, write
-``bench/results.json`` and ``bench/machine.json``.
+"""Run the benchmarks, print the table, write bench/results.json and bench/machine.json.
 
-Sizes can also be set from the environment (``BENCH_QUICK=1``, ``BENCH_RATES=5,20,50``,
-``BENCH_CASE_SIZES=1000,100000``, ``BENCH_MAILBOX_SIZES=1000,50000``, ``BENCH_LATENCY_SECONDS``).
+``python -m bench [--quick | --long] [--only SECTION ...]``.
+
+Sizes can also be set from the environment (``BENCH_QUICK=1``, ``BENCH_LONG=1``,
+``BENCH_RATES=5,20,50``, ``BENCH_CAPACITY_RATES=10,25,50,100``, ``BENCH_CASE_SIZES=1000,100000``,
+``BENCH_MAILBOX_SIZES=1000,50000``, ``BENCH_LATENCY_SECONDS``, ``BENCH_CAPACITY_SECONDS``).
 """
 
 from __future__ import annotations
@@ -34,11 +36,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
                    help="smaller sizes everywhere (about 2-3 minutes)")
+    p.add_argument("--long", action="store_true", default=os.environ.get("BENCH_LONG") == "1",
+                   help="sustained latency: 60 s per rate and per capacity step (make bench-long)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     p.add_argument("--rates", type=_ints, default=os.environ.get("BENCH_RATES"),
                    help="arrival rates for latency, mails/s (default 5,20,50)")
     p.add_argument("--latency-seconds", type=float, default=os.environ.get("BENCH_LATENCY_SECONDS"),
                    help="seconds of arrivals per rate")
+    p.add_argument("--capacity-rates", type=_ints, default=os.environ.get("BENCH_CAPACITY_RATES"),
+                   help="arrival rates stepped through for the capacity, mails/s")
+    p.add_argument("--capacity-seconds", type=float,
+                   default=os.environ.get("BENCH_CAPACITY_SECONDS"),
+                   help="seconds of arrivals per capacity step")
     p.add_argument("--case-sizes", type=_ints, default=os.environ.get("BENCH_CASE_SIZES"),
                    help="stored cases for the scale runs (default 1000,100000)")
     p.add_argument("--mailbox-sizes", type=_ints, default=os.environ.get("BENCH_MAILBOX_SIZES"),
@@ -51,13 +60,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def sizes_from(args: argparse.Namespace) -> Sizes:
-    sizes = Sizes.quick_sizes() if args.quick else Sizes()
-    for attr in ("rates", "case_sizes", "mailbox_sizes"):
+    sizes = Sizes.quick_sizes() if args.quick else Sizes.long_sizes() if args.long else Sizes()
+    for attr in ("rates", "capacity_rates", "case_sizes", "mailbox_sizes"):
         value = getattr(args, attr)
         if value:
             setattr(sizes, attr, _ints(value) if isinstance(value, str) else value)
     if args.latency_seconds:
         sizes.latency_seconds = float(args.latency_seconds)
+    if args.capacity_seconds:
+        sizes.capacity_seconds = float(args.capacity_seconds)
     if args.corpus_limit:
         sizes.corpus_limit = args.corpus_limit
     return sizes
