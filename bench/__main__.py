@@ -56,6 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="codes: also import the 2.5M-row NCCI PTP file (several minutes)")
     p.add_argument("--corpus-limit", type=int, default=0, help="use only the first N corpus mails")
     p.add_argument("--output", type=Path, default=HERE / "results.json")
+    p.add_argument("--py-spy", type=Path, metavar="DIR",
+                   help="sample the worker processes with py-spy into DIR and print a summary")
     return p.parse_args(argv)
 
 
@@ -127,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("celery").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from bench import machine
+    from bench import common, machine
+
+    common.PROFILE_DIR = args.py_spy
 
     figures: list[Figure] = []
     failed: list[str] = []
@@ -167,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== all figures ==")
     print_table(figures)
     print(f"\n{len(figures)} figures in {facts['seconds']} s; written to {args.output}")
+    if args.py_spy is not None:
+        from bench.pyspy import summarise
+
+        print("\n" + summarise(args.py_spy))
     args.output.write_text(json.dumps([f.as_json() for f in figures], indent=1) + "\n")
     (args.output.parent / "machine.json").write_text(json.dumps(facts, indent=1) + "\n")
     if failed:

@@ -21,6 +21,9 @@ from imapclient import IMAPClient
 from consultant.settings import Settings, load_settings
 
 log = logging.getLogger("bench")
+# Set by ``--py-spy DIR``: every pipeline's worker processes are sampled into DIR.
+PROFILE_DIR: Path | None = None
+_profiles = 0
 REPO = Path(__file__).resolve().parent.parent
 IMAP_USERS = ["ingest", "latency", "baseline", "scale"]
 
@@ -319,10 +322,19 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
     if procs:
         wait_until(lambda: len(app.control.ping(timeout=0.5) or []) >= len(procs), timeout=60)
+    recorder = None
+    if PROFILE_DIR is not None and procs:
+        from bench.pyspy import Recorder
+
+        global _profiles
+        _profiles += 1
+        recorder = Recorder(PROFILE_DIR, [p.pid for p in procs], f"pipeline{_profiles}")
     poll = PollerThread(rt).start() if poller else None
     try:
         yield rt
     finally:
+        if recorder is not None:
+            recorder.stop()
         if poll is not None:
             poll.stop()
         for proc in procs:

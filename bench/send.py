@@ -46,6 +46,31 @@ def _outbox_rows(engine, settings, n: int, tag: str) -> list[int]:  # type: igno
                                  .order_by(Outbox.id)).scalars())
 
 
+def durable_commit_rate(url: str, n: int = 200) -> float:
+    """Commits/s of a one-row UPDATE, one after another, on ``url``'s database: exactly-once
+    sending makes one such commit per answer before its SMTP conversation, so this bounds one
+    sender whatever else is made fast (it is the disk's fsync latency, shared with every other
+    program on the machine)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE bench_commit (id integer PRIMARY KEY, v integer)"))
+            conn.execute(text("INSERT INTO bench_commit VALUES (1, 0)"))
+        with engine.connect() as conn:
+            start = time.perf_counter()
+            for _ in range(n):
+                with conn.begin():
+                    conn.execute(text("UPDATE bench_commit SET v = v + 1 WHERE id = 1"))
+            rate = n / (time.perf_counter() - start)
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE bench_commit"))
+        return rate
+    finally:
+        engine.dispose()
+
+
 def run(env: Env, sizes: Sizes) -> list[Figure]:
     from consultant.db import make_engine, make_session_factory
     from consultant.outbox.send import send_one
@@ -66,6 +91,7 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
         ceiling = n / (time.perf_counter() - start)
         conn.quit()
 
+        commits = durable_commit_rate(settings.database.url)
         engine = make_engine(settings.database.url)
         factory = make_session_factory(engine)
         ids = _outbox_rows(engine, settings, n, "direct")
@@ -98,6 +124,8 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
         sink.stop()
     return [
         Figure("send.smtplib_ceiling", ceiling, "msg/s", note=f"{n} answers of ~{size} B, one connection"),
+        Figure("send.durable_commits", commits, "commit/s",
+               note="one fsync'd commit after another: one sender's limit at one commit per answer"),
         Figure("send.send_one(SmtpTransport)", ours, "msg/s", ceiling,
                note=f"{sent_direct}/{n} sent; claim+send+record per answer"),
         Figure("send.send_outbox tasks(2 workers)", tasks, "msg/s", ceiling,
