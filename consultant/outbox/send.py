@@ -143,8 +143,8 @@ def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Tr
                limit: int = 1, seconds: float | None = None, after_accept: Hook | None = None,
                before_record: Hook | None = None) -> dict[int, str]:
     """Send ``first_id`` (if given and due), then further due rows, oldest first, up to
-    ``limit`` messages or ``seconds``; returns the status of each row tried (and of
-    ``first_id`` in any case: ``sent``/``sending`` by another sender, ``missing`` ...).
+    ``limit`` rows or ``seconds``; returns the status of each row tried (and of ``first_id`` in
+    any case: ``sent``/``sending`` by another sender, ``missing`` ...).
 
     A temporary failure ends the run: the relay is likely in trouble, and the remaining rows
     keep their attempts for their own retries.
@@ -161,6 +161,10 @@ def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Tr
             if current is None and first_id is not None:
                 status = conn.execute(select(Outbox.status).where(Outbox.id == first_id)).scalar()
                 results[first_id] = status or "missing"
+                # Its own row was sent by another run: help with the backlog, if there is one
+                # (otherwise two senders would not drain it together: the second would only
+                # meet rows the first had already sent).
+                current = _claim_in(conn, None) if more() else None
         while current is not None:
             try:
                 transport.send(current.raw, settings.service.address, current.to_addr)

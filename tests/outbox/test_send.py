@@ -164,3 +164,17 @@ def test_a_temporary_failure_ends_the_run(factory, settings, smtp_sink):
     with factory() as s:
         assert s.get(Outbox, second).status == "pending" and s.get(Outbox, second).attempts == 0
     transport.close()
+
+
+def test_a_run_whose_own_answer_is_gone_helps_with_the_backlog(factory, settings, smtp_sink):
+    from consultant.outbox.send import send_batch
+
+    done, waiting = _queued_rows(factory, settings, 2)
+    transport = to_sink(settings, smtp_sink)
+    assert send_one(factory, settings, done, transport) == "sent"
+    assert send_batch(factory, settings, transport, first_id=done, limit=10) == {
+        done: "sent", waiting: "sent"}
+    # send_one stays to its own row.
+    assert send_one(factory, settings, done, transport) == "sent"
+    assert len(smtp_sink.messages) == 2
+    transport.close()
