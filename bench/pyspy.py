@@ -16,11 +16,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+# py-spy names files relative to their sys.path entry ("sqlalchemy/orm/session.py").
 LIBRARIES = [
-    ("sqlalchemy", "/sqlalchemy/"), ("psycopg", "/psycopg/"), ("celery", "/celery/"),
-    ("kombu", "/kombu/"), ("redis", "/redis/"), ("billiard", "/billiard/"),
-    ("email (stdlib)", "/email/"), ("jinja2", "/jinja2/"), ("markupsafe", "/markupsafe/"),
-    ("nh3", "nh3"), ("json (stdlib)", "/json/"), ("re (stdlib)", "/re/"),
+    ("sqlalchemy", "sqlalchemy/"), ("psycopg", "psycopg/"), ("celery", "celery/"),
+    ("kombu", "kombu/"), ("redis", "redis/"), ("billiard", "billiard/"),
+    ("email (stdlib)", "email/"), ("jinja2", "jinja2/"), ("markupsafe", "markupsafe/"),
+    ("nh3", "nh3"), ("json (stdlib)", "json/"), ("re (stdlib)", "re/"), ("socket", "socket.py"),
+    ("selectors", "selectors.py"), ("imapclient", "imapclient/"),
 ]
 
 
@@ -58,9 +60,9 @@ def _frames(stack: str) -> list[tuple[str, str]]:
 
 
 def _ours(file: str) -> str | None:
-    for top in ("/consultant/", "/workers/"):
-        if top in file:
-            return top.strip("/") + "/" + file.split(top, 1)[1]
+    for top in ("consultant/", "workers/"):
+        if file.startswith(top) or f"/{top}" in file:
+            return top + file.split(top, 1)[1]
     return None
 
 
@@ -80,7 +82,8 @@ def summarise(out_dir: Path, top: int = 15) -> str:
             mine = [f"{func} ({where})" for func, file in frames if (where := _ours(file))]
             by_ours[mine[-1] if mine else "(not in our code: Celery/kombu loop)"] += n
             leaf = frames[-1][1] if frames else ""
-            lib = next((name for name, needle in LIBRARIES if needle in leaf), None)
+            lib = next((name for name, needle in LIBRARIES
+                        if leaf.startswith(needle) or f"/{needle}" in leaf), None)
             by_library[lib or ("ours" if _ours(leaf) else "other")] += n
     if not total:
         return f"py-spy: no samples in {out_dir}"

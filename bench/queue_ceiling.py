@@ -60,8 +60,9 @@ def solo_drain_rate(env: Env, settings: Any, n: int, *, task: str, args: list[tu
     """Fill the queue with ``n`` ``task`` calls (``args`` each, else ``(i,)``), then time
     ``workers`` solo worker processes draining it; tasks/s."""
     import bench.tasks  # noqa: F401  (registers bench.noop in this process too, to publish it)
-    from workers.app import app
+    from workers.app import app, configure
 
+    configure(settings)  # publish to this run's broker
     env.flush_redis()
     for i in range(n):
         app.send_task(task, args[i] if args else (i,))
