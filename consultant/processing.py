@@ -35,7 +35,7 @@ from consultant.models import (
     utcnow,
 )
 from consultant.privacy.mail import redact_mail
-from consultant.privacy.redact import Summary
+from consultant.privacy.redact import Summary, redact_text
 from consultant.quota import ledger, registration
 from consultant.quota import notices as quota_notices
 from consultant.settings import Settings
@@ -107,7 +107,7 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         mail.from_addr = view.from_addr
         # Stored for humans (queue, console, logs): redacted.  Only the encrypted raw mail keeps
         # the original.
-        mail.subject = redact_mail(view, ours=_our_addresses(settings)).subject
+        mail.subject = redact_text(view.subject).text
         _classify_person_mail(session, settings, mail, view, effects)
         _audit_classified(session, mail)
     return effects
