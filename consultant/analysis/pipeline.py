@@ -1,0 +1,143 @@
+"""One analysis per mail: extract → split → type → facts → decide.  The draft and
+``caseconsultant codes analyse`` both call ``analyse``, so they cannot disagree.
+
+Bad input gets a bounded answer: the text is capped (a huge pasted table is cut at a line
+boundary) and so is the number of codes; what was left out is recorded in ``truncated`` for the
+draft to say.  Nothing found in a mail raises.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+from consultant.analysis import decide as decide_stage
+from consultant.analysis import facts as kb
+from consultant.analysis import rules, split
+from consultant.analysis.model import Analysis, Candidate, Code, Context, Question, System
+from consultant.codes import icd
+from consultant.codes.api import resolve
+from consultant.codes.extract import Extraction, extract
+from consultant.codes.sources import open_sources
+
+MAX_CHARS = 40_000
+MAX_CODES = 60
+MAX_QUESTIONS = 12
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd)\s*:\s*)+", re.I)
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("\n", 0, limit)
+    return text[:cut if cut > limit // 2 else limit]
+
+
+def analyse(session: Session, body: str, *, subject: str = "", date_of_service: date | None = None) -> Analysis:
+    """Analyse a mail's subject and body (the requester's own words, quotes removed)."""
+    truncated: dict[str, int] = {}
+    subject = _REPLY_PREFIX.sub("", subject or "").strip()
+    capped = _cap(body, MAX_CHARS)
+    if len(capped) < len(body):
+        truncated["characters"] = len(body) - len(capped)
+    # The subject is read too: codes often sit only there ("J1885 units?" above "we gave 60 mg").
+    text = f"{subject}\n\n{capped}" if subject else capped
+    ext = extract(text)
+    if len(ext.mentions) > MAX_CODES:
+        truncated["codes"] = len(ext.mentions) - MAX_CODES
+        ext.mentions = ext.mentions[:MAX_CODES]
+    ctx = Context(date_of_service or ext.date_of_service, ext.dos_text, ext.payer, ext.setting)
+    with open_sources(session) as src:
+        resolved = resolve(src, ext)
+        codes = _codes(resolved.codes, ext)
+        questions = _questions(capped or subject, subject, ext, resolved.by_raw, codes)
+        if len(questions) > MAX_QUESTIONS:
+            truncated["questions"] = len(questions) - MAX_QUESTIONS
+            questions = questions[:MAX_QUESTIONS]
+        procs = [c for c, e in codes.items() if e.procedure]
+        icds = [c for c, e in codes.items() if e.system == System.ICD]
+        addons = kb.addons(src, procs, ctx.date_of_service)
+        known = rules.Known({c: e.system for c, e in codes.items()}, set(addons))
+        for q in questions:
+            rules.classify(q, known)
+        mue, mue_source = kb.mue(src, procs)
+        ptp = kb.ptp(src, procs, ctx.date_of_service, ctx.facility)
+        if len(set(procs)) > 10:
+            truncated["pairs"] = len(set(procs)) * (len(set(procs)) - 1) // 2 - kb.MAX_PAIRS
+        icd_facts, entries = kb.icd_facts(src, icds)
+        for f in icd_facts.values():
+            if f.needs_7th:
+                f.seventh = kb.seventh_options(f.code, f.seventh)
+        excludes1 = kb.excludes1(src, icds, entries)
+        mf = decide_stage.MailFacts(codes, ext, ctx, mue, mue_source, ptp, addons, icd_facts, excludes1)
+        parts = []
+        for q in questions:
+            found: list[Candidate] = []
+            if q.qtype == "code_search":
+                found = kb.candidates(session, q.search_query, _search_system(q.text))
+            parts.append(decide_stage.decide(q, mf, found))
+        terms = [(h["code"], h.get("term_date"), h.get("source")) for h in resolved.hcpcs]
+        findings = resolved.findings + decide_stage.findings(mf, terms)
+    releases: dict[str, None] = {}
+    for item in [*resolved.codes, *findings]:
+        if item.get("source"):
+            releases.setdefault(str(item["source"]), None)
+    return Analysis(ctx, list(codes.values()), parts, findings, list(releases), ext.rejected, truncated,
+                    cpt_descriptors=any(c.get("copyright") for c in resolved.codes))
+
+
+def _codes(entries: list[dict[str, object]], ext: Extraction) -> dict[str, Code]:
+    units: dict[str, int] = {}
+    for m in ext.mentions:
+        if m.units is not None:
+            units.setdefault(m.code, m.units)
+    out: dict[str, Code] = {}
+    for e in entries:
+        code = str(e["code"])
+        extra = {k: v for k, v in e.items() if k not in ("system", "code", "description", "source", "modifiers")}
+        out[code] = Code(System(str(e["system"])), code, e.get("description"), e.get("source"),  # type: ignore[arg-type]
+                         list(e.get("modifiers") or []), units.get(code), extra)  # type: ignore[call-overload]
+    return out
+
+
+def _search_system(text: str) -> str | None:
+    low = text.lower()
+    if re.search(r"\bicd|\bdiagnos|\bdx\b", low):
+        return "ICD-10-CM"
+    if re.search(r"\bhcpcs\b|\bj-?codes?\b|\bdrug\b", low):
+        return "HCPCS"
+    return None
+
+
+def _questions(body: str, subject: str, ext: Extraction, by_raw: dict[str, str],
+               codes: dict[str, Code]) -> list[Question]:
+    """The questions, each with the codes whose mention lies in its words."""
+    raws = sorted({m.raw for m in ext.mentions}, key=len, reverse=True)
+    patterns = [(raw, re.compile(rf"(?<![\w.]){re.escape(raw)}(?![\w])", re.I)) for raw in raws]
+
+    def code_of(raw: str) -> str | None:
+        code = by_raw.get(raw.upper()) or by_raw.get(icd.normalise(raw.upper()) or "")
+        return code if code in codes else None
+
+    def codes_in(fragment: str) -> list[str]:
+        found = []
+        for raw, pattern in patterns:
+            for m in pattern.finditer(fragment):
+                code = code_of(raw)
+                if code:
+                    found.append((m.start(), code))
+        return list(dict.fromkeys(c for _, c in sorted(found)))
+
+    preamble, texts = split.split(body, lambda t: bool(codes_in(t)), lambda t: bool(rules.search_query(t)))
+    shared = codes_in(subject) + [c for c in codes_in(preamble) if c not in codes_in(subject)]
+    out = []
+    for number, t in enumerate(texts, start=1):
+        q = Question(number=number, text=t, codes=codes_in(t))
+        if not q.codes:
+            q.codes = list(shared) or (list(dict.fromkeys(c for c in (code_of(r) for r in raws) if c))
+                                       if len(texts) == 1 else [])
+        q.modifiers = sorted({mod for c in q.codes for mod in getattr(codes.get(c), "modifiers", [])})
+        out.append(q)
+    return out

@@ -1,0 +1,166 @@
+"""Named rules that type a question.  They run in a fixed order; the first that matches decides,
+and its name is recorded (``question_rule:<name>``) so a consultant can see why a question was
+read as, say, bundling rather than modifier.  A question no rule types is ``other``: it still
+gets its own part in the draft, with a prompt for the consultant."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from consultant.analysis.model import QType, Question, System
+
+
+class Known:
+    """What the rules may know of a question's codes: each code's system, and which are add-on
+    codes (from the AOC table, looked up before typing)."""
+
+    def __init__(self, systems: dict[str, System], addons: set[str] | None = None) -> None:
+        self.systems = systems
+        self.addons = addons or set()
+
+    def get(self, code: str) -> System | None:
+        return self.systems.get(code)
+
+
+Systems = Known
+Rule = Callable[[Question, Known], bool]
+
+_MODIFIER_Q = re.compile(r"\b(which|what|right|correct|proper|appropriate)\s+(\w+\s+)?modifiers?\b|"
+                         r"\bmodifiers?\s+(needed|required|should|do i|to use|go)|"
+                         r"\b(need|needs|use|append|add|put)\s+(a|the|any)?\s*modifiers?\b|"
+                         r"\b(25|59|X[EPSU])\s+(or|vs\.?|versus)\s+(25|59|X[EPSU])\b|"
+                         r"\bmodifier\s+(25|59|X[EPSU]|\d\d)\s+(on|to|with)\b|"
+                         r"\bwhere (does|do|should) (the )?(modifier|mod|25|59)\b|"
+                         r"\b(should|do|can|must) (i|we) (use|append|add|bill with)\s+(modifier\s+)?-?(25|59|X[EPSU]|\d\d)\b", re.I)
+_BUNDLING_Q = re.compile(r"\b(bill(ed)?|report(ed)?|code[d]?|charge[d]?|submit(ted)?|claim(ed)?)\b[^?]*\b(with|together|and|along|same (day|date|visit|session|encounter))\b|"
+                         r"\bbundl|\bNCCI\b|\bPTP\b|\bCCI\b|\bseparately\b|\binclusive\b|\bincluded in\b|"
+                         r"\bsame (day|date|session|encounter)\b|\bpaid together\b|\bdeny|denied|denial|\bedit\b", re.I)
+_UNITS_Q = re.compile(r"\bhow many (units|times)\b|\bMUEs?\b|\bmax(imum)?\s+(units|number)\b|\bunits? of\b|"
+                      r"\b(\d+|two|three|four|five|six) units\b|\bper (day|date of service|claim)\b|\bunit limit|"
+                      r"\bunits?\b[^?]*\b(allowed|limit|ok|okay|too many|over)\b|\bover the (limit|mue)\b", re.I)
+_DRUG_Q = re.compile(r"\b(dose|dosage|vials?|mg|mcg|ml|injected|injection|administered|gave|given|infus\w*|"
+                     r"waste|wasted|discard\w*|JW|JZ|units?)\b", re.I)
+_ADDON_Q = re.compile(r"\badd[- ]?on\b|\bprimary (code|procedure)\b|\bwithout (the |a )?primary\b|\bZZZ\b", re.I)
+_DIAG_Q = re.compile(r"\b(diagnos[ie]s|dx|icd|sequenc\w*|primary|principal|first[- ]listed|secondary|"
+                     r"code first|use additional|excludes ?[12]?|combination code|coded together|"
+                     r"link|linked|pointer|medical necessity|billable|7th|seventh|specific(ity)?|header)\b", re.I)
+SEARCH_RE = re.compile(r"\b(what|which|correct|right|proper|best|appropriate)\s+(\w+\s+){0,2}?"
+                       r"(code|cpt|hcpcs|icd(-?10)?(-cm)?|dx|diagnosis code|j-?code)s?\b[^?]*?\b(for|to use for|to report|to bill|when)\b\s*(?P<q>[^?]+)|"
+                       r"\bhow (do|should|would) (i|we|you) (code|bill|report)\s+(?P<q2>[^?]+)|"
+                       r"\bis there a (code|cpt|hcpcs|icd-?10\S*) (for|that covers)\s+(?P<q3>[^?]+)|"
+                       r"\b(code|coding) for\s+(?P<q4>[^?]+)", re.I)
+_DEF_Q = re.compile(r"\bwhat (is|does|are)\b|\bdefin|\bdescri|\bmeaning\b|\bstand for\b|\bvalid\b|"
+                    r"\bstill (active|valid|good|around)\b|\bdeleted\b|\bterminated\b|\bdiscontinued\b|\bcovers?\b|\bexpired?\b", re.I)
+_SEQUENCING = re.compile(r"\b(sequenc\w*|first|primary|principal|secondary|together|both|order|"
+                         r"code first|use additional|excludes)\b", re.I)
+
+
+def _of(q: Question, systems: Systems, *wanted: System) -> list[str]:
+    return [c for c in q.codes if systems.get(c) in wanted]
+
+
+def _procedures(q: Question, systems: Systems) -> list[str]:
+    return _of(q, systems, System.CPT, System.HCPCS)
+
+
+def _drugs(q: Question, systems: Systems) -> list[str]:
+    return [c for c in _of(q, systems, System.HCPCS) if c[:1] in "JQ"]
+
+
+def rule_drug_units(q: Question, systems: Systems) -> bool:
+    return bool(_drugs(q, systems)) and bool(_DRUG_Q.search(q.text))
+
+
+def rule_addon(q: Question, systems: Systems) -> bool:
+    return bool(_procedures(q, systems)) and bool(_ADDON_Q.search(q.text))
+
+
+_ALONE_Q = re.compile(r"\b(alone|by itself|on its own|without|denied|deny|denial|rejected)\b", re.I)
+
+
+def rule_addon_code_alone(q: Question, systems: Systems) -> bool:
+    """An add-on code asked about without (or with) its primary, in words that do not say so."""
+    procs = _procedures(q, systems)
+    return any(c in systems.addons for c in procs) and (len(procs) == 1 or bool(_ALONE_Q.search(q.text)))
+
+
+def rule_modifier_choice(q: Question, systems: Systems) -> bool:
+    return bool(_procedures(q, systems)) and bool(_MODIFIER_Q.search(q.text))
+
+
+def rule_units_mue(q: Question, systems: Systems) -> bool:
+    return bool(_procedures(q, systems)) and bool(_UNITS_Q.search(q.text))
+
+
+def rule_bundling_pair(q: Question, systems: Systems) -> bool:
+    return len(_procedures(q, systems)) >= 2 and bool(_BUNDLING_Q.search(q.text))
+
+
+def rule_diagnosis(q: Question, systems: Systems) -> bool:
+    icd = _of(q, systems, System.ICD)
+    if len(icd) == 1 and _DEF_Q.search(q.text) and not _SEQUENCING.search(q.text) and not _procedures(q, systems):
+        return False  # "What is M17.11, is it billable?" asks about the code itself
+    return (bool(icd) and (len(icd) >= 2 or bool(_DIAG_Q.search(q.text)))) or (
+        not q.codes and bool(re.search(r"\b(sequenc|first[- ]listed|principal diagnosis|code first)", q.text, re.I)))
+
+
+def search_query(text: str) -> str:
+    m = SEARCH_RE.search(text)
+    if not m:
+        return ""
+    query = next((g for g in (m.group("q"), m.group("q2"), m.group("q3"), m.group("q4")) if g), "")
+    return re.sub(r"^\s*(a|an|the)\s+", "", query).strip(" .,:;")[:200]
+
+
+def rule_code_search(q: Question, systems: Systems) -> bool:
+    query = search_query(q.text)
+    # "What code for 99213?" or "which dx for e11.2 and N18.31" asks about codes, not for one.
+    words = [w for w in re.findall(r"[a-z]{3,}", re.sub(r"\b[A-Z]\d[0-9A-Z.]*\b|\b\d{4,5}\w?\b", " ", query, flags=re.I).lower())
+             if w not in ("and", "the", "with", "for", "codes", "code")]
+    if not query or (q.codes and len(words) < 2):
+        return False
+    q.search_query = query
+    return True
+
+
+def rule_code_definition(q: Question, systems: Systems) -> bool:
+    return bool(q.codes) and bool(_DEF_Q.search(q.text))
+
+
+def rule_two_codes_default(q: Question, systems: Systems) -> bool:
+    return len(_procedures(q, systems)) >= 2
+
+
+def rule_single_code_default(q: Question, systems: Systems) -> bool:
+    return len(q.codes) == 1
+
+
+def rule_icd_only_default(q: Question, systems: Systems) -> bool:
+    return bool(q.codes) and all(systems.get(c) == System.ICD for c in q.codes)
+
+
+RULES: list[tuple[str, QType, Rule]] = [
+    ("drug_dose_with_drug_code", QType.DRUG_UNITS, rule_drug_units),
+    ("asks_about_addon_code", QType.ADDON, rule_addon),
+    ("asks_modifier_choice", QType.MODIFIER, rule_modifier_choice),
+    ("addon_code_alone_or_denied", QType.ADDON, rule_addon_code_alone),
+    ("asks_units_or_mue", QType.UNITS_MUE, rule_units_mue),
+    ("two_procedures_billed_together", QType.BUNDLING, rule_bundling_pair),
+    ("asks_code_for_description", QType.CODE_SEARCH, rule_code_search),
+    ("diagnosis_codes_or_sequencing", QType.DIAGNOSIS, rule_diagnosis),
+    ("asks_what_code_means", QType.CODE_DEFINITION, rule_code_definition),
+    ("two_procedures_default_bundling", QType.BUNDLING, rule_two_codes_default),
+    ("diagnosis_codes_default", QType.DIAGNOSIS, rule_icd_only_default),
+    ("single_code_default_definition", QType.CODE_DEFINITION, rule_single_code_default),
+]
+
+
+def classify(q: Question, systems: Systems) -> Question:
+    """Set ``q.qtype`` and ``q.rule`` from the first rule that matches."""
+    for name, qtype, rule in RULES:
+        if rule(q, systems):
+            q.qtype, q.rule = qtype, name
+            return q
+    q.qtype, q.rule = QType.OTHER, "no_rule_matched"
+    return q
