@@ -33,6 +33,13 @@ from consultant.codes.extract import DoseMention, Extraction
 from consultant.codes.units import BillingUnit, compute
 
 
+# Modifiers CMS lists as PTP-associated (anatomic, global surgery, and 27/59/91/X{EPSU}).
+PTP_MODIFIERS = frozenset(
+    "E1 E2 E3 E4 FA F1 F2 F3 F4 F5 F6 F7 F8 F9 TA T1 T2 T3 T4 T5 T6 T7 T8 T9 LT RT LC LD RC LM RI "
+    "24 25 57 58 78 79 27 59 91 XE XS XP XU".split()
+)
+
+
 def is_em(code: str) -> bool:
     return code.isdigit() and 99202 <= int(code) <= 99499
 
@@ -194,9 +201,11 @@ def findings(mf: MailFacts, hcpcs_terms: list[tuple[str, str | None, str | None]
     out: list[dict[str, object]] = []
     for pair in mf.ptp.values():
         if pair.modifier_indicator is not None:
+            given = sorted(PTP_MODIFIERS.intersection(
+                m for c in (pair.a, pair.b) if c in mf.codes for m in mf.codes[c].modifiers))
             out.append({"kind": "ptp_edit", "codes": [pair.column_1, pair.column_2], "source": pair.source,
                         "modifier_indicator": pair.modifier_indicator, "rationale": pair.rationale,
-                        "snapshot": pair.snapshot})
+                        "snapshot": pair.snapshot, "modifiers_given": given})
         elif pair.deleted_on or pair.deleted_between:
             out.append({"kind": "ptp_edit_not_in_force", "codes": [pair.column_1, pair.column_2],
                         "source": pair.deleted_source,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.codes.releases import import_release
 from consultant.db import make_engine, make_session_factory, upgrade
-from consultant.drafting.questions import find_codes
+from consultant.codes.extract import extract
 from consultant.mail.body import new_text
 from consultant.mail.parse import parse_mail
 from consultant.settings import Settings
@@ -36,7 +36,7 @@ def mail_codes() -> set[str]:
     codes = set(EXTRA_CODES)
     for path in MAILS.glob("*.eml"):
         view = parse_mail(path.read_bytes())
-        codes |= set(find_codes(view.subject + "\n" + new_text(view)))
+        codes |= {m.code for m in extract(view.subject + "\n" + new_text(view)).mentions}
     return codes
 
 
