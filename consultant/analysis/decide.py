@@ -148,7 +148,7 @@ def decide(q: Question, mf: MailFacts, candidates: list[Candidate]) -> Part:
             part.prompts.append("units_not_given")
     if q.qtype in (QType.BUNDLING, QType.MODIFIER, QType.ADDON, QType.CODE_DEFINITION, QType.UNITS_MUE):
         part.addons = [mf.addons[c] for c in procs if c in mf.addons]
-    if q.qtype in (QType.BUNDLING, QType.MODIFIER):
+    if q.qtype in (QType.BUNDLING, QType.MODIFIER, QType.ADDON):
         seen: set[tuple[str, str]] = set()
         for i, a in enumerate(procs):
             for b in procs[i + 1:]:
@@ -164,7 +164,7 @@ def decide(q: Question, mf: MailFacts, candidates: list[Candidate]) -> Part:
                     d.modifiers_given = mf.codes[pair.column_2].modifiers if pair.column_2 in mf.codes else []
                     part.prompts.append("distinct_service")
                 part.ptp.append(d)
-        if not part.ptp and len(procs) < 2:
+        if not part.ptp and len(procs) < 2 and q.qtype != QType.ADDON:
             part.prompts.append("one_procedure_only")
     if q.qtype in (QType.DIAGNOSIS, QType.CODE_DEFINITION) or icds:
         part.icd = [mf.icd[c] for c in icds if c in mf.icd]
@@ -178,7 +178,7 @@ def decide(q: Question, mf: MailFacts, candidates: list[Candidate]) -> Part:
     if q.qtype == QType.CODE_SEARCH:
         part.candidates = candidates
         part.prompts.append("confirm_candidate" if candidates else "find_code")
-    if q.qtype == QType.CODE_DEFINITION:
+    if q.qtype in (QType.CODE_DEFINITION, QType.ADDON):
         for code in q.codes:
             entry = mf.codes.get(code)
             if entry is None or entry.system == System.MODIFIER:

@@ -113,7 +113,7 @@ WASTE_RE = re.compile(
     re.IGNORECASE,
 )
 CONTAINER_RE = re.compile(
-    rf"(?:(?P<n>\d+|one|two|three|four|five|six)\s*(?:x|×)?\s*)?(?P<a>\d+(?:\.\d+)?)\s*(?P<u>{_DOSE_UNIT})(?![\w/])\s*"
+    rf"(?:(?P<n>\d+)\s*(?:x|×)\s*|(?P<nw>one|two|three|four|five|six)\s+(?:x\s+)?)?(?P<a>\d+(?:\.\d+)?)\s*(?P<u>{_DOSE_UNIT})(?![\w/])\s*"
     r"(?:single[- ]dose\s+|single[- ]use\s+|SDV\s+)?(?:vials?|syringes?|ampules?|ampoules?|bottles?|bags?)\b",
     re.IGNORECASE,
 )
@@ -420,8 +420,7 @@ def _doses(text: str, masked: str, out: Extraction) -> None:
     for m in CONTAINER_RE.finditer(masked):
         if not claim(m.start(), m.end()):
             continue
-        count = m.group("n")
-        n = (NUM_WORDS.get(count.lower()) or int(count)) if count else 1
+        n = int(m.group("n")) if m.group("n") else NUM_WORDS[m.group("nw").lower()] if m.group("nw") else 1
         out.containers.append(_dose(out, text, m.start(), float(m.group("a")) * n, m.group("u"), m.group(0),
                                     [{"containers": n, "each": _num(float(m.group("a")))}]))
     for line_start, line in _lines(masked):

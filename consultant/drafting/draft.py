@@ -76,7 +76,7 @@ def make_draft(session: Session, settings: Settings, *, question: str, subject: 
     text_part, html_part = render_pair(template, context, settings.service.template_dir)
     facts = {
         "context": jsonable(result.context),
-        "parts": [jsonable(p) for p in result.parts],
+        "parts": [{**jsonable(p), "notes": v["notes"]} for p, v in zip(result.parts, parts, strict=True)],
         "releases": result.releases,
         "cpt_descriptors": result.cpt_descriptors,
         "missing": missing,
