@@ -32,7 +32,6 @@ from consultant.analysis.model import (
 from consultant.codes.extract import DoseMention, Extraction
 from consultant.codes.units import BillingUnit, compute
 
-
 # Modifiers CMS lists as PTP-associated (anatomic, global surgery, and 27/59/91/X{EPSU}).
 PTP_MODIFIERS = frozenset(
     "E1 E2 E3 E4 FA F1 F2 F3 F4 F5 F6 F7 F8 F9 TA T1 T2 T3 T4 T5 T6 T7 T8 T9 LT RT LC LD RC LM RI "

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from consultant.codes.extract import extract
 from consultant.codes.releases import import_release
 from consultant.db import make_engine, make_session_factory, upgrade
-from consultant.codes.extract import extract
 from consultant.mail.body import new_text
 from consultant.mail.parse import parse_mail
 from consultant.settings import Settings
