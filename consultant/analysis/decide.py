@@ -137,7 +137,9 @@ def decide(q: Question, mf: MailFacts, candidates: list[Candidate]) -> Part:
         if any(u.calc is not None and u.calc.modifier is None and not u.calc.billing.per_item
                for u in part.units):
             part.prompts.append("waste_unknown")
-    if q.qtype in (QType.UNITS_MUE, QType.DRUG_UNITS):
+    # The MUE of every procedure code asked about is a fact worth stating; only units questions
+    # get the verdict.
+    if procs:
         for code in procs:
             units = mf.units_of(code)
             m = mf.mue.get(code)
@@ -193,6 +195,15 @@ def decide(q: Question, mf: MailFacts, candidates: list[Candidate]) -> Part:
     part.prompts = list(dict.fromkeys(part.prompts))
     part.decided = not part.prompts
     return part
+
+
+def other_pairs(parts: list[Part], mf: MailFacts) -> list[PtpDecision]:
+    """When the mail asks about bundling, the PTP status of the pairs of its procedure codes
+    that no question's answer covers (a claim carries all its codes)."""
+    if not any(p.question.qtype in (QType.BUNDLING, QType.MODIFIER, QType.ADDON) for p in parts):
+        return []
+    covered = {tuple(sorted((d.pair.a, d.pair.b))) for p in parts for d in p.ptp}
+    return [PtpDecision(pair) for key, pair in sorted(mf.ptp.items()) if tuple(sorted(key)) not in covered]
 
 
 def findings(mf: MailFacts, hcpcs_terms: list[tuple[str, str | None, str | None]]) -> list[dict[str, object]]:

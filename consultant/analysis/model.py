@@ -77,7 +77,7 @@ class Question:
     qtype: QType = QType.OTHER
     rule: str = ""
     search_query: str = ""
-    units_asked: dict[str, int] = field(default_factory=dict)
+    group: int = 0  # the question (sentence or item) this ask was cut from
 
 
 # --- facts --------------------------------------------------------------------------------------
@@ -217,5 +217,6 @@ class Analysis:
     findings: list[dict[str, Any]]
     releases: list[str]
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    other_pairs: list[PtpDecision] = field(default_factory=list)
     truncated: dict[str, int] = field(default_factory=dict)  # what the size caps left out
     cpt_descriptors: bool = False

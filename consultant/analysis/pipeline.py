@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from consultant.analysis import decide as decide_stage
 from consultant.analysis import facts as kb
 from consultant.analysis import rules, split
-from consultant.analysis.model import Analysis, Candidate, Code, Context, Question, System
+from consultant.analysis.model import Analysis, Candidate, Code, Context, QType, Question, System
 from consultant.codes import icd
 from consultant.codes.api import resolve
 from consultant.codes.extract import Extraction, extract
@@ -62,6 +62,7 @@ def analyse(session: Session, body: str, *, subject: str = "", date_of_service: 
         known = rules.Known({c: e.system for c, e in codes.items()}, set(addons))
         for q in questions:
             rules.classify(q, known)
+        questions = _join_asks(questions)
         mue, mue_source = kb.mue(src, procs)
         ptp = kb.ptp(src, procs, ctx.date_of_service, ctx.facility)
         if len(set(procs)) > 10:
@@ -78,14 +79,15 @@ def analyse(session: Session, body: str, *, subject: str = "", date_of_service: 
             if q.qtype == "code_search":
                 found = kb.candidates(session, q.search_query, _search_system(q.text))
             parts.append(decide_stage.decide(q, mf, found))
+        others = decide_stage.other_pairs(parts, mf)
         terms = [(h["code"], h.get("term_date"), h.get("source")) for h in resolved.hcpcs]
         findings = resolved.findings + decide_stage.findings(mf, terms)
     releases: dict[str, None] = {}
     for item in [*resolved.codes, *findings]:
         if item.get("source"):
             releases.setdefault(str(item["source"]), None)
-    return Analysis(ctx, list(codes.values()), parts, findings, list(releases), ext.rejected, truncated,
-                    cpt_descriptors=any(c.get("copyright") for c in resolved.codes))
+    return Analysis(ctx, list(codes.values()), parts, findings, list(releases), ext.rejected, others,
+                    truncated, cpt_descriptors=any(c.get("copyright") for c in resolved.codes))
 
 
 def _codes(entries: list[dict[str, object]], ext: Extraction) -> dict[str, Code]:
@@ -112,14 +114,14 @@ def _search_system(text: str) -> str | None:
 
 
 def _questions(body: str, subject: str, ext: Extraction, by_raw: dict[str, str],
-               codes: dict[str, Code]) -> list[Question]:
-    """The questions, each with the codes whose mention lies in its words."""
+               codes_by: dict[str, Code]) -> list[Question]:
+    """The asks, each with the codes whose mention lies in its words (numbered after typing)."""
     raws = sorted({m.raw for m in ext.mentions}, key=len, reverse=True)
     patterns = [(raw, re.compile(rf"(?<![\w.]){re.escape(raw)}(?![\w])", re.I)) for raw in raws]
 
     def code_of(raw: str) -> str | None:
         code = by_raw.get(raw.upper()) or by_raw.get(icd.normalise(raw.upper()) or "")
-        return code if code in codes else None
+        return code if code in codes_by else None
 
     def codes_in(fragment: str) -> list[str]:
         found = []
@@ -132,12 +134,40 @@ def _questions(body: str, subject: str, ext: Extraction, by_raw: dict[str, str],
 
     preamble, texts = split.split(body, lambda t: bool(codes_in(t)), lambda t: bool(rules.search_query(t)))
     shared = codes_in(subject) + [c for c in codes_in(preamble) if c not in codes_in(subject)]
+    everything = list(dict.fromkeys(c for c in (code_of(r) for r in raws) if c))
     out = []
-    for number, t in enumerate(texts, start=1):
-        q = Question(number=number, text=t, codes=codes_in(t))
-        if not q.codes:
-            q.codes = list(shared) or (list(dict.fromkeys(c for c in (code_of(r) for r in raws) if c))
-                                       if len(texts) == 1 else [])
-        q.modifiers = sorted({mod for c in q.codes for mod in getattr(codes.get(c), "modifiers", [])})
+    for group, t in enumerate(texts):
+        whole = codes_in(t) or list(shared) or (everything if len(texts) == 1 else [])
+        earlier: list[str] = []
+        for ask in split.asks(t):
+            own = codes_in(ask)
+            # A later ask without codes is about the question's codes ("…, and which modifier?");
+            # one with a code of its own also concerns the codes asked about before it ("how many
+            # units of J1885, and do I also bill 96372?").
+            codes = (own + [c for c in earlier if c not in own]) if own and earlier else (own or whole)
+            q = Question(number=0, text=ask, codes=codes, group=group)
+            q.modifiers = sorted({mod for c in q.codes if c in codes_by for mod in codes_by[c].modifiers})
+            out.append(q)
+            earlier = list(dict.fromkeys(earlier + codes))
+    return out
+
+
+def _join_asks(asks: list[Question]) -> list[Question]:
+    """Neighbouring asks of one question that ask the same thing become one; an ask no rule
+    types joins the ask before it (or after it, when it comes first)."""
+    out: list[Question] = []
+    for q in asks:
+        prev = out[-1] if out and out[-1].group == q.group else None
+        if prev is not None and (q.qtype == prev.qtype or q.qtype == QType.OTHER):
+            prev.text = f"{prev.text}, {q.text}"
+            prev.codes += [c for c in q.codes if c not in prev.codes]
+            prev.modifiers = sorted(set(prev.modifiers) | set(q.modifiers))
+            continue
+        if prev is not None and prev.qtype == QType.OTHER:
+            q.text = f"{prev.text}, {q.text}"
+            out[-1] = q
+            continue
         out.append(q)
+    for number, q in enumerate(out, start=1):
+        q.number = number
     return out

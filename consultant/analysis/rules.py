@@ -35,7 +35,8 @@ _MODIFIER_Q = re.compile(r"\b(which|what|right|correct|proper|appropriate)\s+(\w
                          r"\b(should|do|can|must) (i|we) (use|append|add|bill with)\s+(modifier\s+)?-?(25|59|X[EPSU]|\d\d)\b", re.I)
 _BUNDLING_Q = re.compile(r"\b(bill(ed)?|report(ed)?|code[d]?|charge[d]?|submit(ted)?|claim(ed)?)\b[^?]*\b(with|together|and|along|same (day|date|visit|session|encounter))\b|"
                          r"\bbundl|\bNCCI\b|\bPTP\b|\bCCI\b|\bseparately\b|\binclusive\b|\bincluded in\b|"
-                         r"\bsame (day|date|session|encounter)\b|\bpaid together\b|\bdeny|denied|denial|\bedit\b", re.I)
+                         r"\bsame (day|date|session|encounter)\b|\bpaid together\b|\bdeny|denied|denial|\bedit\b|"
+                         r"\balso (bill|report|code|charge)\b|\bbillable with\b", re.I)
 _UNITS_Q = re.compile(r"\bhow many (units|times)\b|\bMUEs?\b|\bmax(imum)?\s+(units|number)\b|\bunits? of\b|"
                       r"\b(\d+|two|three|four|five|six) units\b|\bper (day|date of service|claim)\b|\bunit limit|"
                       r"\bunits?\b[^?]*\b(allowed|limit|ok|okay|too many|over)\b|\bover the (limit|mue)\b", re.I)
@@ -140,7 +141,17 @@ def rule_icd_only_default(q: Question, systems: Systems) -> bool:
     return bool(q.codes) and all(systems.get(c) == System.ICD for c in q.codes)
 
 
+_WASTE_MODIFIER_Q = re.compile(r"\b(JW|JZ)\b", re.I)
+_HOW_MANY = re.compile(r"\bhow many\b|\bunits?\b|\bdose\b|\bmath\b", re.I)
+
+
+def rule_waste_modifier(q: Question, systems: Systems) -> bool:
+    """"Do we need JZ on the drug line?": the waste modifiers, asked without the units."""
+    return bool(_WASTE_MODIFIER_Q.search(q.text)) and not _HOW_MANY.search(q.text) and bool(_procedures(q, systems))
+
+
 RULES: list[tuple[str, QType, Rule]] = [
+    ("asks_jw_or_jz", QType.MODIFIER, rule_waste_modifier),
     ("drug_dose_with_drug_code", QType.DRUG_UNITS, rule_drug_units),
     ("asks_about_addon_code", QType.ADDON, rule_addon),
     ("asks_modifier_choice", QType.MODIFIER, rule_modifier_choice),

@@ -1,9 +1,11 @@
 """Cut a mail's text into its questions; nothing is dropped.
 
-Numbered or bulleted items are questions when the sender numbered them; otherwise each sentence
-ending in "?" is one, with the statements before it as its context, and a follow-on ("and which
-modifier?") joins the question it continues.  A text with no "?" is one question.  Codes are not
-searched here: each question is given the codes ``extract`` found whose text lies inside it.
+Numbered, lettered or bulleted items are questions when the sender numbered them; otherwise each
+sentence ending in "?" is one, with the statements before it as its context.  A text with no "?"
+is one question.  Inside a question, each ask joined by "and"/"also" + a question word ("how many
+units of J1885 do I bill, and do I also bill 96372?") is an ask of its own; the pipeline types
+the asks and joins neighbours of one question that turn out to ask the same thing.  Codes are not
+searched here: each ask is given the codes ``extract`` found whose text lies inside it.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-_ITEM = re.compile(r"^\s*(?:(?:Q(?:uestion)?\s*)?(\d{1,2})[.):]|Q(?:uestion)?\s*(\d{1,2})\s*[-:]|[-*•]\s+(?=.*\?))\s*", re.I)
+_ITEM = re.compile(r"^\s*(?:(?:Q(?:uestion)?\s*)?(\d{1,2})[.):]|Q(?:uestion)?\s*(\d{1,2})\s*[-:.)]|\(?([a-h])[.)]\s|[-*•]\s+(?=.*\?))\s*", re.I)
+# Where one question holds a second ask: ", and do I also bill …", " and which modifier …", "; also …".
+_ASK_SPLIT = re.compile(r"(?:,\s*|\s+|;\s*)(?:and|also|plus|or)\s+(?:also\s+)?(?=(?:do|does|did|can|could|should|would|will|is|are|"
+                        r"am|how|what|which|where|when|if|need|must|may)\b)|;\s+|\s+-\s+(?=(?:do|does|can|should|is|are|how|what|which|need)\b)",
+                        re.I)
 _SENTENCE_END = re.compile(r"(?<=[?])\s+|(?<=[.!])\s+(?=[A-Z0-9(\"'])")
-_CONTINUATION = re.compile(r"^\s*(if so|if not|and |also,? |or |what about|which modifier|what modifier|"
-                           r"do i need|does it|is it|would|should i|how about|and if)", re.I)
+# A sentence that asks something of its own even without a code ("which modifier goes where?").
+_ASKS_SOMETHING = re.compile(r"\b(modifiers?|units?|MUE|bundl\w*|together|separately|add-?on|primary|diagnos\w*|dx|"
+                             r"sequenc\w*|JW|JZ|25|59|X[EPSU]|code|billable|valid|denied|covered)\b", re.I)
 _GREETING = re.compile(r"^\s*(hi|hello|dear|good (morning|afternoon|evening)|hey)\b[^,\n!:]{0,40}([,!:]|$)", re.I | re.M)
 _SIGNOFF = re.compile(r"^\s*(thanks|thank you|thx|regards|best|cheers|sincerely|kind regards|many thanks)\b[\s\S]*$",
                       re.I | re.M)
@@ -33,6 +40,12 @@ def clean(text: str) -> str:
     return "\n".join(lines).strip()
 
 
+def asks(question: str) -> list[str]:
+    """The asks inside one question, in order (one when it asks one thing)."""
+    pieces = [p.strip(" ,;") for p in _ASK_SPLIT.split(question)]
+    return [p for p in pieces if p] or [question]
+
+
 def split(text: str, has_code: Callable[[str], bool], is_search: Callable[[str], bool]) -> tuple[str, list[str]]:
     """(preamble, question texts), at least one question for any non-empty text."""
     body = clean(text) or text.strip()
@@ -40,7 +53,7 @@ def split(text: str, has_code: Callable[[str], bool], is_search: Callable[[str],
     preamble: list[str] = []
     for line in body.split("\n"):
         m = _ITEM.match(line)
-        if m and (m.group(1) or m.group(2) or line.strip().startswith(("-", "*", "•"))):
+        if m and (m.group(1) or m.group(2) or m.group(3) or line.strip().startswith(("-", "*", "•"))):
             items.append([line[m.end():]])
         elif items and line.strip():
             items[-1].append(line)
@@ -57,8 +70,7 @@ def split(text: str, has_code: Callable[[str], bool], is_search: Callable[[str],
         pending.append(sentence)
         if sentence.rstrip().endswith("?"):
             joined = " ".join(pending)
-            follow_on = _CONTINUATION.match(sentence) and not has_code(" ".join(pending[:-1]) + " " + sentence)
-            if parts and (follow_on or not has_code(joined) and not is_search(joined)):
+            if parts and not has_code(joined) and not is_search(joined) and not _ASKS_SOMETHING.search(sentence):
                 parts[-1] = parts[-1] + " " + joined
             else:
                 parts.append(joined)

@@ -38,6 +38,13 @@ DATE_RE = re.compile(
 )
 _STATES = (r"(?:A[KLRZ]|C[AOT]|D[CE]|FL|GA|HI|I[ADLN]|K[SY]|LA|M[ADEINOST]|N[CDEHJMVY]|O[HKR]|PA|"
            r"RI|S[CD]|T[NX]|UT|V[AT]|W[AIVY])")
+# Remittance advice remark codes (N130, M80, MA130), labelled or written after a CARC.
+RARC_RES = [
+    re.compile(r"\b(?:RARCs?|remark(?:\s+codes?)?|rmk)\b\s*(?:code)?\s*[:#-]?\s*"
+               r"(?:(?:M|N|MA)\d{1,3}(?:\s*(?:,|/|and|&)\s*)?)+", re.IGNORECASE),
+    re.compile(r"(?<=[\d\s])(?:/|,|\s)\s*(?:with\s+)?(?:MA\d{2,3}|N\d{1,3}|M\d{1,3})\b(?=[^\n]*\b(?:RARC|remark|denied|denial|EOB|ERA)\b)",
+               re.IGNORECASE),
+]
 # Spans that look like codes but are not: masked before codes are searched.  Each is recognised
 # by its context (a label, a state before a ZIP, the shape of a phone or NDC number), never by a
 # list of example values.
@@ -56,11 +63,7 @@ LOOKALIKES = [
     re.compile(r"\b(?:CO|PR|OA|PI|CR)\s?-\s?\d{1,3}\b|\b(?:CO|PR|OA|PI)\s\d{1,3}\b"),
     re.compile(r"\b(?:CARC|reason\s+codes?|adj(?:ustment)?\s+codes?)\b\s*[:#]?\s*(?:(?:CO|PR|OA|PI)?\s?-?\s?\d{1,3}"
                r"(?:\s*(?:,|/|and|&)\s*)?)+", re.IGNORECASE),
-    # Remittance advice remark codes (N130, M80, MA130), labelled or written after a CARC.
-    re.compile(r"\b(?:RARCs?|remark(?:\s+codes?)?|rmk)\b\s*(?:code)?\s*[:#-]?\s*"
-               r"(?:(?:M|N|MA)\d{1,3}(?:\s*(?:,|/|and|&)\s*)?)+", re.IGNORECASE),
-    re.compile(r"(?<=[\d\s])(?:/|,|\s)\s*(?:with\s+)?(?:MA\d{2,3}|N\d{1,3}|M\d{1,3})\b(?=[^\n]*\b(?:RARC|remark|denied|denial|EOB|ERA)\b)",
-               re.IGNORECASE),
+    *RARC_RES,
     re.compile(
         r"\b(?:claim|icn|dcn|account|acct|member|subscriber|policy|group|npi|tin|ein|mrn|chart|"
         r"ref(?:erence)?|invoice|case|ticket|order|auth(?:orization)?|confirmation|tracking|id|"
@@ -98,7 +101,7 @@ UNITS_RE = re.compile(
     re.IGNORECASE,
 )
 _DOSE_UNIT = r"mg|mcg|µg|ug|micrograms?|milligrams?|grams?|gm|g|ml|mL|cc|meq|iu|units?"
-DOSE_RE = re.compile(rf"(?<![\w.])(?P<amount>\d+(?:,\d{{3}})*(?:\.\d+)?)\s*(?P<unit>{_DOSE_UNIT})(?![\w/])", re.IGNORECASE)
+DOSE_RE = re.compile(rf"(?<![\w./])(?P<amount>\d+(?:,\d{{3}})*(?:\.\d+)?)\s*(?P<unit>{_DOSE_UNIT})(?![\w/])", re.IGNORECASE)
 # Arithmetic inputs coders write: 10 mg/kg × 80 kg, 75 mg/m2 × 1.8 m2, 2 mL of 40 mg/mL.
 PER_KG_RE = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>mg|mcg|units?)\s*/\s*kg\b", re.IGNORECASE)
 WEIGHT_RE = re.compile(r"(?<![/\w.])(?P<w>\d+(?:\.\d+)?)\s*(?P<u>kg|kgs|kilograms?|lbs?|pounds?)\b", re.IGNORECASE)
@@ -301,6 +304,17 @@ def extract(text: str) -> Extraction:
         mention.end = pos
         taken.append((m.start(), pos))
         out.mentions.append(mention)
+    # A token read as a remark code once (RARC N130, M80) is a remark code wherever it recurs
+    # in the mail ("what does M80 mean here").
+    remarks = {t.upper() for t in REMARK_SHAPE_RE.findall(" ".join(
+        text[a.start():a.end()] for p in RARC_RES for a in p.finditer(text)))}
+    kept = []
+    for mention in out.mentions:
+        if REMARK_SHAPE_RE.fullmatch(mention.raw) and mention.code in remarks:
+            out.rejected.append((mention.raw, "remittance remark code (RARC)"))
+        else:
+            kept.append(mention)
+    out.mentions = kept
     for mention in out.mentions:
         for mod in mention.modifiers:
             out.modifiers.append({"modifier": mod, "code": mention.code, "how": "attached"})
@@ -312,8 +326,10 @@ def extract(text: str) -> Extraction:
         if not free(m.start(), m.end()):
             continue
         target = _TARGET_RE.match(masked, m.end())
-        for tok in re.findall(r"[0-9A-Z]{2}\b", m.group(1).upper()):
-            if _is_modifier(tok, attached=True):
+        # "modifier go on it": a Level II modifier is written in capitals; a word is not one.
+        for tok in re.findall(r"\b-?([0-9A-Za-z]{2})\b", text[m.start(1):m.end(1)]):
+            tok = tok.upper() if tok.isupper() or tok.isdigit() else ""
+            if tok and _is_modifier(tok, attached=True):
                 _add_modifier(out, tok, target.start(1) if target else m.start(), text, "keyword",
                               exact=bool(target))
         taken.append((m.start(), m.end()))
@@ -459,9 +475,9 @@ def _doses(text: str, masked: str, out: Extraction) -> None:
     for m in DOSE_RE.finditer(masked):
         if not claim(m.start(), m.end()):
             continue
-        after = masked[m.end():m.end() + 3]
-        if after.startswith("/"):
-            continue
+        if re.search(r"\b(?:per|is|are|=)\s*$", masked[max(0, m.start() - 6):m.start()], re.IGNORECASE) and \
+                re.search(r"\b(?:per|unit)\b", masked[max(0, m.start() - 20):m.start()], re.IGNORECASE):
+            continue  # "J9263 is per 0.5 mg": the billing unit quoted, not a dose given
         amount = float(m.group("amount").replace(",", ""))
         out.doses.append(_dose(out, text, m.start(), amount, m.group("unit"), m.group(0), []))
     out.doses.sort(key=lambda d: d["start"])
