@@ -82,8 +82,9 @@ class MailFacts:
             waste = wasted[0] if wasted else None
             containers = _for_code(self.ext.containers, code, self.ext)
             waste_amount, waste_unit = (waste["amount"], waste["unit"]) if waste else (None, None)
-            if waste is None and containers and dose is not None and containers[0]["unit"] == dose["unit"]:
-                left = float(containers[0]["amount"]) - float(dose["amount"])
+            opened = sum(float(c["amount"]) for c in containers if dose is not None and c["unit"] == dose["unit"])
+            if waste is None and opened and dose is not None:
+                left = opened - float(dose["amount"])
                 if left > 0:
                     waste_amount, waste_unit = left, dose["unit"]
             no_waste = self.ext.no_waste or (waste_amount is None and bool(containers))
@@ -116,11 +117,10 @@ class MailFacts:
 
 
 def _for_code(items: list[DoseMention], code: str, ext: Extraction) -> list[DoseMention]:
+    """The doses written for ``code``: amounts worked out from weight, BSA or volume first (the
+    plain amounts beside them are often the per-kg or per-vial figures)."""
     mine = [d for d in items if d["code"] == code]
-    if mine:
-        return mine
-    drugs = {m.code for m in ext.mentions if m.code[:1] in "JQ" and len(m.code) == 5}
-    return [d for d in items if d["code"] is None] if drugs == {code} else []
+    return sorted(mine, key=lambda d: (not d["inputs"], d["start"]))
 
 
 def decide(q: Question, mf: MailFacts, candidates: list[Candidate]) -> Part:
@@ -129,10 +129,13 @@ def decide(q: Question, mf: MailFacts, candidates: list[Candidate]) -> Part:
     icds = [c for c in q.codes if c in mf.codes and mf.codes[c].system == System.ICD]
     part.unknown = [c for c in q.codes if c in mf.codes and mf.codes[c].source is None
                     and mf.codes[c].system == System.HCPCS]
+    # Every drug line's units are stated where the mail gives its dose, whatever was asked; a
+    # drug units question states them (or why not) for every drug code in it.
+    drugs = [c for c in procs if mf.codes[c].system == System.HCPCS and mf.codes[c].extra.get("billing_unit")]
+    part.units = [u for u in (mf.drug_units(c) for c in drugs)
+                  if q.qtype == QType.DRUG_UNITS or u.calc is not None]
     if q.qtype == QType.DRUG_UNITS:
-        drugs = [c for c in procs if mf.codes[c].system == System.HCPCS and c[:1] in "JQCA"]
-        part.units = [mf.drug_units(c) for c in drugs]
-        if any(u.calc is None for u in part.units):
+        if any(u.calc is None for u in part.units) or not part.units:
             part.prompts.append("units_need_consultant")
         if any(u.calc is not None and u.calc.modifier is None and not u.calc.billing.per_item
                for u in part.units):
@@ -147,8 +150,7 @@ def decide(q: Question, mf: MailFacts, candidates: list[Candidate]) -> Part:
                                         source=mf.mue_source))
         if q.qtype == QType.UNITS_MUE and any(d.units is None for d in part.mue):
             part.prompts.append("units_not_given")
-    if q.qtype in (QType.BUNDLING, QType.MODIFIER, QType.ADDON, QType.CODE_DEFINITION, QType.UNITS_MUE):
-        part.addons = [mf.addons[c] for c in procs if c in mf.addons]
+    part.addons = [mf.addons[c] for c in procs if c in mf.addons]
     if q.qtype in (QType.BUNDLING, QType.MODIFIER, QType.ADDON):
         seen: set[tuple[str, str]] = set()
         for i, a in enumerate(procs):

@@ -25,6 +25,7 @@ from consultant.codes.sources import open_sources
 MAX_CHARS = 40_000
 MAX_CODES = 60
 MAX_QUESTIONS = 12
+_POINTS_BACK = re.compile(r"^\s*(also|and|plus)\b|\bwith (it|that|them|this|those|these)\b", re.I)
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd)\s*:\s*)+", re.I)
 
 
@@ -135,10 +136,16 @@ def _questions(body: str, subject: str, ext: Extraction, by_raw: dict[str, str],
     preamble, texts = split.split(body, lambda t: bool(codes_in(t)), lambda t: bool(rules.search_query(t)))
     shared = codes_in(subject) + [c for c in codes_in(preamble) if c not in codes_in(subject)]
     everything = list(dict.fromkeys(c for c in (code_of(r) for r in raws) if c))
-    out = []
+    out: list[Question] = []
+    before: list[str] = []  # the codes of the question before
     for group, t in enumerate(texts):
-        whole = codes_in(t) or list(shared) or (everything if len(texts) == 1 else [])
-        earlier: list[str] = []
+        # A question without codes is about the codes of the question before it ("Which modifier
+        # goes where?"), else the subject's and preamble's; one that points back ("Also bill
+        # 96372 with it?") is about both its own codes and those.
+        whole = codes_in(t) or before or list(shared) or (everything if len(texts) == 1 else [])
+        if codes_in(t) and before and _POINTS_BACK.search(t):
+            whole = whole + [c for c in before if c not in whole]
+        earlier: list[str] = whole if _POINTS_BACK.search(t) else []
         for ask in split.asks(t):
             own = codes_in(ask)
             # A later ask without codes is about the question's codes ("…, and which modifier?");
@@ -149,6 +156,7 @@ def _questions(body: str, subject: str, ext: Extraction, by_raw: dict[str, str],
             q.modifiers = sorted({mod for c in q.codes if c in codes_by for mod in codes_by[c].modifiers})
             out.append(q)
             earlier = list(dict.fromkeys(earlier + codes))
+        before = whole
     return out
 
 
@@ -163,8 +171,9 @@ def _join_asks(asks: list[Question]) -> list[Question]:
             prev.codes += [c for c in q.codes if c not in prev.codes]
             prev.modifiers = sorted(set(prev.modifiers) | set(q.modifiers))
             continue
-        if prev is not None and prev.qtype == QType.OTHER:
-            q.text = f"{prev.text}, {q.text}"
+        if out and out[-1].qtype == QType.OTHER and not out[-1].codes and \
+                (prev is not None or out[-1].text.rstrip().endswith("?") is False or len(out) == 1):
+            q.text = f"{out[-1].text} {q.text}"  # context before the real question
             out[-1] = q
             continue
         out.append(q)

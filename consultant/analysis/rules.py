@@ -39,7 +39,8 @@ _BUNDLING_Q = re.compile(r"\b(bill(ed)?|report(ed)?|code[d]?|charge[d]?|submit(t
                          r"\balso (bill|report|code|charge)\b|\bbillable with\b", re.I)
 _UNITS_Q = re.compile(r"\bhow many (units|times)\b|\bMUEs?\b|\bmax(imum)?\s+(units|number)\b|\bunits? of\b|"
                       r"\b(\d+|two|three|four|five|six) units\b|\bper (day|date of service|claim)\b|\bunit limit|"
-                      r"\bunits?\b[^?]*\b(allowed|limit|ok|okay|too many|over)\b|\bover the (limit|mue)\b", re.I)
+                      r"\bunits?\b[^?]*\b(allowed|limit|ok|okay|too many|over)\b|\bover the (limit|mue)\b|"
+                      r"\b[x×]\s?\d+\b[^?]*\b(ok|okay|right|correct|allowed|fine)\b", re.I)
 _DRUG_Q = re.compile(r"\b(dose|dosage|vials?|mg|mcg|ml|injected|injection|administered|gave|given|infus\w*|"
                      r"waste|wasted|discard\w*|JW|JZ|units?)\b", re.I)
 _ADDON_Q = re.compile(r"\badd[- ]?on\b|\bprimary (code|procedure)\b|\bwithout (the |a )?primary\b|\bZZZ\b", re.I)
@@ -142,7 +143,7 @@ def rule_icd_only_default(q: Question, systems: Systems) -> bool:
 
 
 _WASTE_MODIFIER_Q = re.compile(r"\b(JW|JZ)\b", re.I)
-_HOW_MANY = re.compile(r"\bhow many\b|\bunits?\b|\bdose\b|\bmath\b", re.I)
+_HOW_MANY = re.compile(r"\bhow many\b|\bunits?\b|\bmath\b|\bcalculat", re.I)
 
 
 def rule_waste_modifier(q: Question, systems: Systems) -> bool:

@@ -19,6 +19,8 @@ _ASK_SPLIT = re.compile(r"(?:,\s*|\s+|;\s*)(?:and|also|plus|or)\s+(?:also\s+)?(?
                         r"am|how|what|which|where|when|if|need|must|may)\b)|;\s+|\s+-\s+(?=(?:do|does|can|should|is|are|how|what|which|need)\b)",
                         re.I)
 _SENTENCE_END = re.compile(r"(?<=[?])\s+|(?<=[.!])\s+(?=[A-Z0-9(\"'])")
+# "…J3420 x 1000 or x1?? plus 96372?", "…60mg + JZ? or j0897 x1?": the same question again.
+_ALTERNATIVE = re.compile(r"^\s*(or|plus|&)\b", re.I)
 # A sentence that asks something of its own even without a code ("which modifier goes where?").
 _ASKS_SOMETHING = re.compile(r"\b(modifiers?|units?|MUE|bundl\w*|together|separately|add-?on|primary|diagnos\w*|dx|"
                              r"sequenc\w*|JW|JZ|25|59|X[EPSU]|code|billable|valid|denied|covered)\b", re.I)
@@ -70,7 +72,9 @@ def split(text: str, has_code: Callable[[str], bool], is_search: Callable[[str],
         pending.append(sentence)
         if sentence.rstrip().endswith("?"):
             joined = " ".join(pending)
-            if parts and not has_code(joined) and not is_search(joined) and not _ASKS_SOMETHING.search(sentence):
+            alternative = bool(_ALTERNATIVE.match(sentence)) and len(sentence.split()) <= 6
+            if parts and (alternative or not has_code(joined) and not is_search(joined)
+                          and not _ASKS_SOMETHING.search(sentence)):
                 parts[-1] = parts[-1] + " " + joined
             else:
                 parts.append(joined)

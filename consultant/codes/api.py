@@ -14,6 +14,7 @@ licensed file (AMA copyright).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,9 @@ from consultant.codes.models import KIND_CPT, KIND_HCPCS, KIND_ICD10CM
 from consultant.codes.sources import Sources, open_sources
 
 lookup = _lookup
+# What a mistyped code still looks like: an ICD-10-CM code (letter, digit, digit or A/B, then
+# digits or letters) or a HCPCS code (letter and four digits).
+_CODE_SHAPED = re.compile(r"[A-TV-Z]\d[0-9AB][0-9A-Z]*\d[0-9A-Z]*|[A-TV-Z]\d[0-9AB]\d*|[A-V]\d{4}")
 
 
 def finding(kind: str, codes: list[str], detail: str, source: str | None, **numbers: Any) -> dict[str, Any]:
@@ -120,7 +124,8 @@ def _resolve(src: Sources, ext: Extraction, result: Resolved) -> list[dict[str, 
             })
             result.by_raw[m.code] = dotted
             result.by_raw[dotted] = dotted
-        elif m.kind == "icd" or (m.code[:1].isupper() and len(m.code) >= 4 and m.raw.isupper()):
+        elif m.kind == "icd" or (len(m.code) >= 4 and m.raw.isupper() and _CODE_SHAPED.fullmatch(m.code)):
+            # "J188", "E1199999": meant as codes, and none.  "D5NS", "T2DM" are abbreviations.
             looked = ([hcpcs_rel.name] if hcpcs_rel and HCPCS_RE.match(m.code) else []) + [src.icd.name]
             result.findings.append(finding(
                 "unknown_code", [m.raw], f"{m.raw} is not a code in {' or '.join(looked)}.", looked[0]))

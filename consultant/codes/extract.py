@@ -50,7 +50,9 @@ RARC_RES = [
 # list of example values.
 LOOKALIKES = [
     re.compile(r"(?:\+?1[\s.-]?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b"),  # phone / fax numbers
-    re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*\.\d{2}\b|\b\d{1,3}(?:,\d{3})+\b"),  # money, 1,234
+    # Money and amounts: $310, 99213.00, 1,250 (but not a dose or a BSA: 31.25 mg, BSA 1.76).
+    re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?|\b\d{2,}(?:,\d{3})*\.\d{2}\b(?!\s*(?:m2|m²|mg|mcg|kg|ml|g\b|units?|%))"
+               r"|\b\d{1,3}(?:,\d{3})+\b"),
     re.compile(r"\b\d{4,5}-\d{3,4}-\d{1,2}\b"),  # NDC 5-4-2 (and 4-4-2, 5-3-2 as labelled)
     re.compile(r"\bNDC\b\s*(?:#|no\.?|number|code)?\s*[:#]?\s*\d{10,11}\b", re.IGNORECASE),  # 11-digit NDC
     re.compile(r"\b\d{2}-\d{7}\b"),  # TIN / EIN
@@ -59,6 +61,10 @@ LOOKALIKES = [
     # City, ST 12345 / ", ST 12345": a state abbreviation after a comma or a capitalised word.
     re.compile(rf"(?:,\s*|\b[A-Z][a-z]+\.?\s+){_STATES}\.?,?\s+\d{{5}}\b"),
     re.compile(r"\b(?:zip|postal)(?:\s*code)?\s*[:#]?\s*\d{5}\b", re.IGNORECASE),
+    re.compile(r"\bP\.?\s?O\.?\s+Box\s+\d+\b", re.IGNORECASE),  # PO Box 97140
+    # A street number before a street name ("6410 Rockledge Dr", "12345 Main Street").
+    re.compile(r"\b\d{3,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][a-z]+\s+){1,3}(?:St|Street|Ave|Avenue|Rd|Road|Blvd|Boulevard|Dr|Drive|"
+               r"Ln|Lane|Way|Ct|Court|Pkwy|Parkway|Hwy|Highway|Pl|Place|Cir|Circle|Ter|Terrace)\b\.?"),
     # Claim adjustment reason codes: group code + number (CO-45, PR 1, OA-23), or labelled.
     re.compile(r"\b(?:CO|PR|OA|PI|CR)\s?-\s?\d{1,3}\b|\b(?:CO|PR|OA|PI)\s\d{1,3}\b"),
     re.compile(r"\b(?:CARC|reason\s+codes?|adj(?:ustment)?\s+codes?)\b\s*[:#]?\s*(?:(?:CO|PR|OA|PI)?\s?-?\s?\d{1,3}"
@@ -83,7 +89,7 @@ CODE_RE = re.compile(
     r"(?P<cpt>\d{4}[AFMTU]|\d{5})"
     r"|(?P<icddot>[A-Z]\d[0-9A-Z]\.[0-9A-Z]{1,4})"
     r"|(?P<alnum>[A-Z]\d[0-9A-Z]{1,5})"
-    r")(?:(?=[x×]\s?\d)|(?![\w.]\w))",
+    r")(?:(?=[x×]\s?\d)|(?!\w)(?!\.\w))",
     re.IGNORECASE,
 )
 ATTACHED_MOD_RE = re.compile(r"\s?-\s?([0-9A-Z]{2})\b")
@@ -100,7 +106,7 @@ UNITS_RE = re.compile(
     r"|\b(?:qty|quantity)\s*(?:of|:|=)?\s*(?P<d>\d+)\b)",
     re.IGNORECASE,
 )
-_DOSE_UNIT = r"mg|mcg|µg|ug|micrograms?|milligrams?|grams?|gm|g|ml|mL|cc|meq|iu|units?"
+_DOSE_UNIT = r"mg|mcg|µg|ug|micrograms?|milligrams?|grams?|gm|g|ml|mL|cc|meq|iu|units?|liters?|litres?"
 DOSE_RE = re.compile(rf"(?<![\w./])(?P<amount>\d+(?:,\d{{3}})*(?:\.\d+)?)\s*(?P<unit>{_DOSE_UNIT})(?![\w/])", re.IGNORECASE)
 # Arithmetic inputs coders write: 10 mg/kg × 80 kg, 75 mg/m2 × 1.8 m2, 2 mL of 40 mg/mL.
 PER_KG_RE = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>mg|mcg|units?)\s*/\s*kg\b", re.IGNORECASE)
@@ -111,7 +117,7 @@ BSA_RE = re.compile(r"(?:\bBSA\b\s*(?:of|=|:|is)?\s*(?P<a>\d+(?:\.\d+)?)(?:\s*(?
 CONC_RE = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>mg|mcg|units?)\s*/\s*(?P<per>\d+(?:\.\d+)?)?\s*(?:ml|cc)\b", re.IGNORECASE)
 VOLUME_RE = re.compile(r"(?<![/\w.])(?P<v>\d+(?:\.\d+)?)\s*(?:ml|cc)(?![\w/])", re.IGNORECASE)
 WASTE_RE = re.compile(
-    rf"(?:\b(?:wasted|waste|discarded|discard|threw\s+away|thrown\s+away)\b\s*(?:was|of|:|=|-)?\s*(?P<a>\d+(?:\.\d+)?)\s*(?P<ua>{_DOSE_UNIT})(?![\w/])"
+    rf"(?:\b(?:wasted|waste|discarded|discard|threw\s+away|thrown\s+away)\b\s*(?:was|of|:|=|-)?\s*\(?\s*(?P<a>\d+(?:\.\d+)?)\s*(?P<ua>{_DOSE_UNIT})(?![\w/])"
     rf"|(?P<b>\d+(?:\.\d+)?)\s*(?P<ub>{_DOSE_UNIT})(?![\w/])\s*(?:was\s+|were\s+|is\s+|are\s+)?(?:wasted|discarded|waste|thrown\s+away|left\s+over|leftover|remaining)\b)",
     re.IGNORECASE,
 )
@@ -120,6 +126,7 @@ CONTAINER_RE = re.compile(
     r"(?:single[- ]dose\s+|single[- ]use\s+|SDV\s+)?(?:vials?|syringes?|ampules?|ampoules?|bottles?|bags?)\b",
     re.IGNORECASE,
 )
+_COUNTED_RE = re.compile(rf"(?P<n>\d+)\s*[x×]\s*(?P<a>\d+(?:\.\d+)?)\s*(?P<u>{_DOSE_UNIT})(?![\w/])", re.IGNORECASE)
 NO_WASTE_RE = re.compile(r"\b(?:no\s+(?:waste|wastage|discard(?:ed)?)|nothing\s+(?:was\s+)?(?:wasted|discarded)|"
                          r"none\s+(?:was\s+)?(?:wasted|discarded)|zero\s+waste|whole\s+vial|entire\s+vial|"
                          r"full\s+vial)\b", re.IGNORECASE)
@@ -264,20 +271,24 @@ def _is_drug(m: Mention) -> bool:
 
 
 def _drug_for(mentions: list[Mention], pos: int, text: str) -> Mention | None:
-    """The drug code a dose belongs to: on its line, else the only drug code in the text."""
+    """The drug code a dose belongs to: on its line, else the only drug code in the text, else
+    the nearest drug code (a drug named above its code: "Lupron Depot 22.5 mg …\n j9217 x3")."""
     near = _nearest(mentions, pos, text, ("alnum",), drug_only=True)
     if near is not None:
         return near
-    drugs = {m.code: m for m in mentions if _is_drug(m)}
-    if len(drugs) == 1:
-        return next(iter(drugs.values()))
-    return _nearest(mentions, pos, text, ("alnum",))
+    drugs = [m for m in mentions if _is_drug(m)]
+    if len({m.code for m in drugs}) == 1:
+        return drugs[0]
+    if drugs:
+        return min(drugs, key=lambda m: min(abs(m.start - pos), abs(m.end - pos)))
+    return None
 
 
 def extract(text: str) -> Extraction:
     """Find code candidates and their context in ``text`` (plain text, quotes already removed)."""
     out = Extraction()
     masked = _mask(text)
+    alternatives = _alternatives(text)
     taken: list[tuple[int, int]] = []
     for m in CODE_RE.finditer(masked):
         kind = "cpt" if m.group("cpt") else "icd" if m.group("icddot") else "alnum"
@@ -297,13 +308,14 @@ def extract(text: str) -> Extraction:
             mention.modifiers.append(att.group(1).upper())
             pos = att.end()
         units = ATTACHED_UNITS_RE.match(masked, pos)
-        if units:
+        if units and not _in_spans(pos, alternatives):
             mention.units = int(units.group(1) or units.group(2))
             out.units.append({"code": mention.code, "units": mention.units, "text": units.group(0).strip()})
             pos = units.end()
         mention.end = pos
         taken.append((m.start(), pos))
         out.mentions.append(mention)
+    _expand_ranges(masked, out)
     # A token read as a remark code once (RARC N130, M80) is a remark code wherever it recurs
     # in the mail ("what does M80 mean here").
     remarks = {t.upper() for t in REMARK_SHAPE_RE.findall(" ".join(
@@ -351,8 +363,15 @@ def extract(text: str) -> Extraction:
     _table_units(text, out)
     stated = {u["code"] for u in out.units}
     for m in UNITS_RE.finditer(masked):
+        if _in_spans(m.start(), alternatives):
+            continue
         value = int(next(v for v in (m.group("a"), m.group("b"), m.group("c"), m.group("d")) if v))
         near = _nearest(out.mentions, m.start(), text, ("cpt", "alnum"))
+        # Units belong to a code written just before them ("96372 units: 2", "97110 for 4
+        # units"), not to any code far back on the line ("did 64615 … 155 units botox").
+        if near is not None and (near.end > m.start() or m.start() - near.end > 30
+                                 or re.search(r"[.;(]", text[near.end:m.start()])):
+            near = None
         if near is not None and near.code in stated:
             continue
         out.units.append({"code": near.code if near else None, "units": value, "text": m.group(0).strip()})
@@ -364,6 +383,37 @@ def extract(text: str) -> Extraction:
     out.payer = _first_label(PAYERS, text)
     out.setting = _first_label(SETTINGS, text)
     return out
+
+
+# "do we bill J3420 x 1000 or x1??": units offered as alternatives in a question are asked about,
+# not billed.
+_ALTERNATIVES_RE = re.compile(r"[^.?!\n]*\bor\s+(?:x\s?)?\d+\b[^.?!\n]*\?+", re.IGNORECASE)
+
+
+def _alternatives(text: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in _ALTERNATIVES_RE.finditer(text)]
+
+
+def _in_spans(pos: int, spans: list[tuple[int, int]]) -> bool:
+    return any(a <= pos < b for a, b in spans)
+
+
+_RANGE_RE = re.compile(r"\b(\d{5})\s*(?:-|–|to|through|thru)\s*(\d{5})\b", re.IGNORECASE)
+
+
+def _expand_ranges(masked: str, out: Extraction) -> None:
+    """"99202-99205" names every code of the range (a short run of one code family only)."""
+    for m in _RANGE_RE.finditer(masked):
+        first, last = int(m.group(1)), int(m.group(2))
+        if not (0 < last - first <= 10 and m.group(1)[:3] == m.group(2)[:3]):
+            continue
+        at = next((i for i, x in enumerate(out.mentions) if x.start == m.start(1)), None)
+        if at is None:
+            continue
+        have = {x.code for x in out.mentions}
+        extra = [Mention(f"{n:05d}", "cpt", m.start(1), m.start(1)) for n in range(first + 1, last)
+                 if f"{n:05d}" not in have]
+        out.mentions[at + 1:at + 1] = extra
 
 
 def _lookalike_reason(text: str, masked: str, pos: int, raw: str, before: list[Mention]) -> str | None:
@@ -440,6 +490,13 @@ def _doses(text: str, masked: str, out: Extraction) -> None:
         out.containers.append(_dose(out, text, m.start(), float(m.group("a")) * n, m.group("u"), m.group(0),
                                     [{"containers": n, "each": _num(float(m.group("a")))}]))
     for line_start, line in _lines(masked):
+        if re.search(r"\bvials?\b", line, re.IGNORECASE):
+            # "Vials used: 2 x 400mg + 3 x 100mg", "vials opened: 1 x 400mg, 1 x 200mg".
+            for c in _COUNTED_RE.finditer(line):
+                if claim(line_start + c.start(), line_start + c.end()):
+                    n = int(c.group("n"))
+                    out.containers.append(_dose(out, text, line_start + c.start(), float(c.group("a")) * n,
+                                                c.group("u"), c.group(0), [{"containers": n, "each": _num(float(c.group("a")))}]))
         per_kg = PER_KG_RE.search(line)
         weight = WEIGHT_RE.search(line) or WEIGHT_RE.search(masked)
         if per_kg and weight:
@@ -465,6 +522,12 @@ def _doses(text: str, masked: str, out: Extraction) -> None:
         if conc:
             rest = line[:conc.start()] + " " * (conc.end() - conc.start()) + line[conc.end():]
             vol = VOLUME_RE.search(rest)
+            if vol is None and conc.group("per") and float(conc.group("per")) != 1:
+                # "Synvisc-One 48mg/6mL": a whole package's amount, given as one dose.
+                claim(line_start + conc.start(), line_start + conc.end())
+                out.doses.append(_dose(out, text, line_start + conc.start(), float(conc.group("amount")),
+                                       conc.group("unit"), conc.group(0), []))
+                continue
             if vol:
                 per_ml = float(conc.group("amount")) / float(conc.group("per") or 1)
                 total = per_ml * float(vol.group("v"))
@@ -478,6 +541,8 @@ def _doses(text: str, masked: str, out: Extraction) -> None:
         if re.search(r"\b(?:per|is|are|=)\s*$", masked[max(0, m.start() - 6):m.start()], re.IGNORECASE) and \
                 re.search(r"\b(?:per|unit)\b", masked[max(0, m.start() - 20):m.start()], re.IGNORECASE):
             continue  # "J9263 is per 0.5 mg": the billing unit quoted, not a dose given
+        if re.match(r"\s*(?:per\s+unit|=\s*1\s+unit)\b", masked[m.end():m.end() + 14], re.IGNORECASE):
+            continue  # "J7325 is 1 mg per unit"
         amount = float(m.group("amount").replace(",", ""))
         out.doses.append(_dose(out, text, m.start(), amount, m.group("unit"), m.group(0), []))
     out.doses.sort(key=lambda d: d["start"])

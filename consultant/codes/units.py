@@ -26,8 +26,10 @@ _PER_ITEM_RE = re.compile(r"\b(?:per\s+(?:dose|injection|vial|application|treatm
                           r"implant|syringe|unit\s+dose)|each|per\s+each)\b\s*$", re.IGNORECASE)
 UNIT_NAMES = {"micrograms": "mcg", "microgram": "mcg", "milligram": "mg", "milligrams": "mg",
               "gm": "g", "gram": "g", "grams": "g", "cc": "ml", "unit": "units", "iu": "units",
-              "millicuries": "mci", "millicurie": "mci", "microcuries": "uci", "microcurie": "uci"}
+              "millicuries": "mci", "millicurie": "mci", "microcuries": "uci", "microcurie": "uci",
+              "liter": "l", "liters": "l", "litre": "l", "litres": "l"}
 _MASS_IN_MG = {"mg": 1.0, "mcg": 0.001, "g": 1000.0}
+_VOLUME_IN_ML = {"ml": 1.0, "l": 1000.0}
 
 
 def unit_name(unit: str) -> str:
@@ -77,8 +79,9 @@ def convert(amount: float, unit: str, to: str) -> float | None:
     unit, to = unit_name(unit), unit_name(to)
     if unit == to:
         return amount
-    if unit in _MASS_IN_MG and to in _MASS_IN_MG:
-        return amount * _MASS_IN_MG[unit] / _MASS_IN_MG[to]
+    for table in (_MASS_IN_MG, _VOLUME_IN_ML):
+        if unit in table and to in table:
+            return amount * table[unit] / table[to]
     return None
 
 
