@@ -103,28 +103,41 @@ def ptp(src: Sources, codes: list[str], dos: date | None, facility: bool) -> dic
         pair.snapshot = snapshot
         pair.effective = rel.effective_date
         pair.through = quarter_end(rel.effective_date) if rel.effective_date else None
-        mine = [r for r in rows if {r.column_1, r.column_2} == {a, b} and r.modifier_indicator != 9]
-        live = [r for r in mine if snapshot or _in_force(_as_date(r.effective_date), _as_date(r.deletion_date), dos)]
-        if live:
-            r = live[-1]
-            pair.column_1, pair.column_2 = r.column_1, r.column_2
-            pair.modifier_indicator, pair.rationale = r.modifier_indicator, r.rationale
-            continue
-        if mine:  # rows exist, none in force on the date: deleted
-            last = max(mine, key=lambda r: _as_date(r.deletion_date) or date.max)
-            pair.column_1, pair.column_2 = last.column_1, last.column_2
-            pair.deleted_on, pair.deleted_source = _as_date(last.deletion_date), rel.name
-            continue
-        gone = [r for r in old_rows if {r.column_1, r.column_2} == {a, b} and r.modifier_indicator != 9]
-        if gone and older is not None and older.effective_date and rel.effective_date:
-            last = max(gone, key=lambda r: _as_date(r.deletion_date) or date.max)
-            pair.column_1, pair.column_2 = last.column_1, last.column_2
-            deleted = _as_date(last.deletion_date)
-            if deleted is not None:
-                pair.deleted_on = deleted
-            else:
-                pair.deleted_between = (quarter_end(older.effective_date), rel.effective_date)
-            pair.deleted_source = older.name
+        for c1, c2 in ((a, b), (b, a)):
+            mine = [r for r in rows if (r.column_1, r.column_2) == (c1, c2) and r.modifier_indicator != 9]
+            live = [r for r in mine if snapshot or _in_force(_as_date(r.effective_date), _as_date(r.deletion_date), dos)]
+            if live:
+                if pair.modifier_indicator is None:
+                    r = live[-1]
+                    pair.column_1, pair.column_2 = c1, c2
+                    pair.modifier_indicator, pair.rationale = r.modifier_indicator, r.rationale
+                continue
+            gone = [r for r in old_rows if (r.column_1, r.column_2) == (c1, c2) and r.modifier_indicator != 9]
+            if not mine and not gone:
+                continue
+            # Rows for this order exist, none in force on the date: deleted, or not yet begun.
+            pair.not_in_force.append((c1, c2))
+            if pair.deleted_source is not None:
+                continue
+            if mine:
+                begun = [r for r in mine if _as_date(r.effective_date) is None or dos is None
+                         or _as_date(r.effective_date) <= dos]  # type: ignore[operator]
+                if begun:
+                    last = max(begun, key=lambda r: _as_date(r.deletion_date) or date.max)
+                    pair.deleted_on = _as_date(last.deletion_date)
+                else:
+                    pair.begins_on = min(_as_date(r.effective_date) for r in mine)  # type: ignore[type-var]
+                pair.deleted_source = rel.name
+            elif older is not None and older.effective_date and rel.effective_date:
+                last = max(gone, key=lambda r: _as_date(r.deletion_date) or date.max)
+                deleted = _as_date(last.deletion_date)
+                if deleted is not None:
+                    pair.deleted_on = deleted
+                else:
+                    pair.deleted_between = (quarter_end(older.effective_date), rel.effective_date)
+                pair.deleted_source = older.name
+        if pair.modifier_indicator is None and pair.not_in_force:
+            pair.column_1, pair.column_2 = pair.not_in_force[0]
     return out
 
 

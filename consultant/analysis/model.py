@@ -107,6 +107,9 @@ class PtpPair:
     deleted_on: date | None = None  # an edit existed and was deleted (last day in force)
     deleted_between: tuple[date, date] | None = None  # gone between two releases
     deleted_source: str | None = None
+    begins_on: date | None = None  # an edit that takes effect after the date of service
+    # Column orders (column 1, column 2) with rows in the data but none in force on the date.
+    not_in_force: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
