@@ -96,9 +96,15 @@ ATTACHED_MOD_RE = re.compile(r"\s?-\s?([0-9A-Z]{2})\b")
 # Units written straight after a code: "96372 x2", "J9035x10", "99213 ×1", "J1100 (x3)".
 ATTACHED_UNITS_RE = re.compile(r"\s*\(?\s*[x×*]\s?(\d{1,4})\b\s*\)?(?:\s*units?\b)?|\s+(\d{1,4})\s*(?:units?|u)\b", re.IGNORECASE)
 KEYWORD_MOD_RE = re.compile(
-    r"\bmod(?:ifier)?s?\.?\s*[:#-]?\s*((?:-?[0-9A-Z]{2}\b(?:\s*(?:,|/|&|\band\b|\bor\b|\+)\s*)?)+)",
+    r"\bmod(?:ifier)?s?\.?\s*[:#,-]?\s*((?:-?[0-9A-Z]{2}\b(?:\s*(?:,|/|&|\band\b|\bor\b|\+)\s*)?)+)",
     re.IGNORECASE,
 )
+# A CPT modifier written as a bare number, in words that make it one: "put 59 on 97140", "does
+# 99203 need 25?", "is the 25 right", "59/XS", "bill 92012 with 24" (never "25 minutes").
+NUMBER_MOD_RE = re.compile(
+    r"(?:\b(?:the|a|put|use|using|add|append|appended|need|needs|needed|with|w/|plus|and)\s+-?|(?<=[\s(])(?=\d\d\s*(?:/|or|vs\.?)\s*X[EPSU]\b))"
+    r"(?P<mod>2[2-7]|5[0-9]|7[6-9]|91)\b(?!\s*(?:min\w*|mg|mcg|ml|units?|u\b|%|years?|yrs?|y/?o|days?|hours?|hrs?|kg|lbs?|"
+    r"mm|cm|sessions?|visits?|times|x\b|\d|,\d|\.\d|-\d|/\d))", re.IGNORECASE)
 DASH_MOD_RE = re.compile(r"(?<![\w-])-([0-9]{2}|[A-Z]{2}|[A-Z][0-9])\b")
 BARE_MOD_RE = re.compile(r"(?<![\w-])([A-Z][A-Z0-9])(?:/([A-Z][A-Z0-9]))?(?![\w-])")
 UNITS_RE = re.compile(
@@ -345,6 +351,10 @@ def extract(text: str) -> Extraction:
                 _add_modifier(out, tok, target.start(1) if target else m.start(), text, "keyword",
                               exact=bool(target))
         taken.append((m.start(), m.end()))
+    for m in NUMBER_MOD_RE.finditer(masked):
+        if free(m.start("mod"), m.end("mod")) and m.group("mod") in CPT_MODIFIERS:
+            _add_modifier(out, m.group("mod"), m.start("mod"), text, "number")
+            taken.append((m.start("mod"), m.end("mod")))
     for m in DASH_MOD_RE.finditer(masked):
         if free(m.start(), m.end()) and _is_modifier(m.group(1), attached=True):
             _add_modifier(out, m.group(1), m.start(), text, "dash")
@@ -441,6 +451,7 @@ def _table_units(text: str, out: Extraction) -> None:
         cells = [c for c in _CELL_SPLIT_RE.split(header.group(0).strip()) if c]
         col = next((i for i, c in enumerate(cells)
                     if re.fullmatch(r"(?:units?|qty|quantity|uos|u/s)\b.*", c.strip(), re.IGNORECASE)), None)
+        mod_col = next((i for i, c in enumerate(cells) if re.fullmatch(r"mods?|modifiers?", c.strip(), re.IGNORECASE)), None)
         if col is None:
             continue
         pos = header.end() + 1
@@ -451,6 +462,11 @@ def _table_units(text: str, out: Extraction) -> None:
             if not row:
                 break
             mention = next((m for m in out.mentions if start <= m.start < start + len(line)), None)
+            if mention is not None and mod_col is not None and len(row) == len(cells):
+                for tok in re.findall(r"[0-9A-Z]{2}", row[mod_col]):
+                    if _is_modifier(tok, attached=True) and tok not in mention.modifiers:
+                        mention.modifiers.append(tok)
+                        out.modifiers.append({"modifier": tok, "code": mention.code, "how": "table"})
             if mention is None or len(row) != len(cells) or not re.fullmatch(r"\d{1,4}", row[col].strip()):
                 continue
             if mention.units is None:
