@@ -8,6 +8,8 @@ needed, a prompt key is added; the templates word those too (``[Consultant: …]
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from datetime import date
 
 from consultant.analysis import facts as kb
@@ -37,6 +39,9 @@ PTP_MODIFIERS = frozenset(
     "E1 E2 E3 E4 FA F1 F2 F3 F4 F5 F6 F7 F8 F9 TA T1 T2 T3 T4 T5 T6 T7 T8 T9 LT RT LC LD RC LM RI "
     "24 25 57 58 78 79 27 59 91 XE XS XP XU".split()
 )
+
+
+_ALONE = re.compile(r"\b(alone|by itself|on its own|without (the |a |its )?primary|standalone|stand-alone)\b", re.I)
 
 
 def is_em(code: str) -> bool:
@@ -150,7 +155,11 @@ def decide(q: Question, mf: MailFacts, candidates: list[Candidate]) -> Part:
                                         source=mf.mue_source))
         if q.qtype == QType.UNITS_MUE and any(d.units is None for d in part.mue):
             part.prompts.append("units_not_given")
-    part.addons = [mf.addons[c] for c in procs if c in mf.addons]
+    # "Can 64484 ever be billed alone?" asks about the add-on without its primary, whatever
+    # else the mail names.
+    alone = bool(_ALONE.search(q.text))
+    part.addons = [dataclasses.replace(a, present=[] if alone else [c for c in a.present if c in procs])
+                   for a in (mf.addons[c] for c in procs if c in mf.addons)]
     if q.qtype in (QType.BUNDLING, QType.MODIFIER, QType.ADDON):
         seen: set[tuple[str, str]] = set()
         for i, a in enumerate(procs):

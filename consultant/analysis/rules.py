@@ -52,7 +52,7 @@ SEARCH_RE = re.compile(r"\b(what|which|correct|right|proper|best|appropriate)\s+
                        r"\bhow (do|should|would) (i|we|you) (code|bill|report)\s+(?P<q2>[^?]+)|"
                        r"\bis there a (code|cpt|hcpcs|icd-?10\S*) (for|that covers)\s+(?P<q3>[^?]+)|"
                        r"\b(code|coding) for\s+(?P<q4>[^?]+)", re.I)
-_DEF_Q = re.compile(r"\bwhat (is|does|are)\b|\bdefin|\bdescri|\bmeaning\b|\bstand for\b|\bvalid\b|"
+_DEF_Q = re.compile(r"\bwhat (is|does|are)\b|\bdefin|\bdescri|\bmean(ing)?\b|\bstand for\b|\bvalid\b|\bis it billable\b|"
                     r"\bstill (active|valid|good|around)\b|\bdeleted\b|\bterminated\b|\bdiscontinued\b|\bcovers?\b|\bexpired?\b", re.I)
 _SEQUENCING = re.compile(r"\b(sequenc\w*|first|primary|principal|secondary|together|both|order|"
                          r"code first|use additional|excludes)\b", re.I)

@@ -15,9 +15,10 @@ from collections.abc import Callable
 
 _ITEM = re.compile(r"^\s*(?:(?:Q(?:uestion)?\s*)?(\d{1,2})[.):]|Q(?:uestion)?\s*(\d{1,2})\s*[-:.)]|\(?([a-h])[.)]\s|[-*•]\s+(?=.*\?))\s*", re.I)
 # Where one question holds a second ask: ", and do I also bill …", " and which modifier …", "; also …".
-_ASK_SPLIT = re.compile(r"(?:,\s*|\s+|;\s*)(?:and|also|plus|or)\s+(?:also\s+)?(?=(?:do|does|did|can|could|should|would|will|is|are|"
-                        r"am|how|what|which|where|when|if|need|must|may)\b)|;\s+|\s+-\s+(?=(?:do|does|can|should|is|are|how|what|which|need)\b)",
-                        re.I)
+_ASK_SPLIT = re.compile(r"(?:,\s*(?:and|also|plus|or)|\s+and(?:\s+also)?|\s+or|;\s*(?:and\s+|also\s+)?)\s+"
+                        r"(?=(?:do|does|did|can|could|should|would|will|is|are|am|how|what|which|where|when|if|need|must|may)\b)"
+                        r"|\s+-\s+(?=(?:do|does|can|should|is|are|how|what|which|need)\b)", re.I)
+_LAST_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[^.!?]+\?+\s*$)")
 _SENTENCE_END = re.compile(r"(?<=[?])\s+|(?<=[.!])\s+(?=[A-Z0-9(\"'])")
 # "…J3420 x 1000 or x1?? plus 96372?", "…60mg + JZ? or j0897 x1?": the same question again.
 _ALTERNATIVE = re.compile(r"^\s*(or|plus|&)\b", re.I)
@@ -43,9 +44,14 @@ def clean(text: str) -> str:
 
 
 def asks(question: str) -> list[str]:
-    """The asks inside one question, in order (one when it asks one thing)."""
-    pieces = [p.strip(" ,;") for p in _ASK_SPLIT.split(question)]
-    return [p for p in pieces if p] or [question]
+    """The asks inside one question, in order (one when it asks one thing).  Only the sentence
+    that asks is cut; the statements before it stay with its first ask as context."""
+    head = _LAST_SENTENCE.split(question, maxsplit=1)
+    context, asking = (head[0] + " ", head[1]) if len(head) == 2 else ("", question)
+    pieces = [p.strip(" ,;") for p in _ASK_SPLIT.split(asking)]
+    pieces = [p for p in pieces if p] or [asking]
+    pieces[0] = context + pieces[0]
+    return pieces
 
 
 def split(text: str, has_code: Callable[[str], bool], is_search: Callable[[str], bool]) -> tuple[str, list[str]]:

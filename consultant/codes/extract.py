@@ -377,6 +377,15 @@ def extract(text: str) -> Extraction:
             continue
         value = int(next(v for v in (m.group("a"), m.group("b"), m.group("c"), m.group("d")) if v))
         near = _nearest(out.mentions, m.start(), text, ("cpt", "alnum"))
+        after = _UNITS_OF_RE.match(masked, m.end())
+        if after is not None:
+            # "2 units of 77301": the code follows.
+            near = next((x for x in out.mentions if x.start == after.end()), near)
+            if near is not None and near.start == after.end() and near.code not in stated:
+                out.units.append({"code": near.code, "units": value, "text": m.group(0).strip()})
+                near.units = near.units or value
+                stated.add(near.code)
+                continue
         # Units belong to a code written just before them ("96372 units: 2", "97110 for 4
         # units"), not to any code far back on the line ("did 64615 … 155 units botox").
         if near is not None and (near.end > m.start() or m.start() - near.end > 30
@@ -395,6 +404,7 @@ def extract(text: str) -> Extraction:
     return out
 
 
+_UNITS_OF_RE = re.compile(r"\s*(?:of|for)\s+(?:code\s+|cpt\s+|hcpcs\s+)?(?=#)", re.IGNORECASE)
 # "do we bill J3420 x 1000 or x1??": units offered as alternatives in a question are asked about,
 # not billed.
 _ALTERNATIVES_RE = re.compile(r"[^.?!\n]*\bor\s+(?:x\s?)?\d+\b[^.?!\n]*\?+", re.IGNORECASE)

@@ -106,7 +106,8 @@ def c_64483_64484(r: DraftResult) -> None:
     a = addon(r, 1, "64484")
     assert a["primaries"] == ["64483"] and a["present"] == ["64483"] and a["source"] == AOC
     assert only_pair(r)["modifier_indicator"] is None  # no PTP edit between the two (SOURCES.md)
-    assert "64484 is an add-on code and 64483 is an eligible primary" in suggested(r)
+    assert "64484 is an add-on code and 64483 is an eligible primary" in r.text
+    assert "reported alone it is expected to deny" in suggested(r, 2)  # "can 64484 ever be billed alone?"
 
 
 def c_45385_45380(r: DraftResult) -> None:
@@ -279,7 +280,7 @@ def c_multi3(r: DraftResult) -> None:
 
 def c_multi2(r: DraftResult) -> None:
     assert pair(r, 1, "45385", "45380")["modifier_indicator"] == 1
-    m = mue(r, 2)
+    m = mue(r, 2, "45385")
     assert (m["mue"]["value"], m["mue"]["mai"]) == (1, 2)
 
 
@@ -325,7 +326,7 @@ CASES: list[tuple[str, str, list[str], str, Callable[[DraftResult], None]]] = [
     ("bundling_20610_99214", "answer", ["bundling"], "two_procedures_billed_together", c_20610_99214),
     ("bundling_77301_77306", "answer", ["bundling"], "two_procedures_billed_together", c_77301_77306),
     ("bundling_77301_77338_noedit", "answer", ["bundling"], "two_procedures_billed_together", c_77301_77338),
-    ("bundling_64483_64484_addon", "answer", ["addon"], "addon_code_alone_or_denied", c_64483_64484),
+    ("bundling_64483_64484_addon", "answer", ["bundling", "addon"], "two_procedures_billed_together", c_64483_64484),
     ("bundling_45385_45380", "answer", ["bundling"], "two_procedures_billed_together", c_45385_45380),
     ("bundling_43239_43235_html", "answer", ["bundling"], "two_procedures_billed_together", c_43239_43235),
     ("bundling_commercial_20610_99214", "answer", ["bundling"], "two_procedures_billed_together", c_commercial),
@@ -350,7 +351,7 @@ CASES: list[tuple[str, str, list[str], str, Callable[[DraftResult], None]]] = [
     ("search_icd_diabetes_ckd", "answer", ["code_search"], "asks_code_for_description", c_search_icd),
     ("search_hcpcs_ketorolac", "answer", ["code_search"], "asks_code_for_description", c_search_hcpcs),
     ("definition_99213", "answer", ["code_definition"], "asks_what_code_means", c_99213),
-    ("definition_g2211", "answer", ["addon"], "asks_about_addon_code", c_g2211),
+    ("definition_g2211", "answer", ["addon"], "addon_code_alone_or_denied", c_g2211),
     ("definition_m1711", "answer", ["code_definition"], "asks_what_code_means", c_m1711),
     ("other_general", "answer", ["other"], "no_rule_matched", c_other),
     ("multi_three_numbered", "answer", ["bundling", "drug_units", "code_definition"],
