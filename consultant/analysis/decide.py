@@ -227,9 +227,9 @@ def findings(mf: MailFacts, hcpcs_terms: list[tuple[str, str | None, str | None]
             out.append({"kind": "ptp_edit", "codes": [pair.column_1, pair.column_2], "source": pair.source,
                         "modifier_indicator": pair.modifier_indicator, "rationale": pair.rationale,
                         "snapshot": pair.snapshot, "modifiers_given": given})
-        for c1, c2 in pair.not_in_force:
-            if (c1, c2) == (pair.column_1, pair.column_2) and pair.modifier_indicator is not None:
-                continue
+        # An edit that existed but is not in force is worth saying only when no edit applies to
+        # the pair either way.
+        for c1, c2 in pair.not_in_force if pair.modifier_indicator is None else []:
             out.append({"kind": "ptp_edit_not_in_force", "codes": [c1, c2], "source": pair.deleted_source,
                         "deleted_on": pair.deleted_on.isoformat() if pair.deleted_on else None,
                         "deleted_between": [d.isoformat() for d in pair.deleted_between] if pair.deleted_between else None,

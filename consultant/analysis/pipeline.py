@@ -92,10 +92,17 @@ def analyse(session: Session, body: str, *, subject: str = "", date_of_service: 
 
 
 def _codes(entries: list[dict[str, object]], ext: Extraction) -> dict[str, Code]:
+    # Units of one code on several lines add up ("64483-RT x1 / 64483-LT x1" is 2 that day);
+    # units repeated inside a question ("is 96375 x2 ok?") restate a line, unless no line has them.
     units: dict[str, int] = {}
+    asked: dict[str, int] = {}
     for m in ext.mentions:
-        if m.units is not None:
-            units.setdefault(m.code, m.units)
+        if m.units is None:
+            continue
+        target = asked if ext.line_after(m.end).rstrip().endswith("?") else units
+        target[m.code] = target.get(m.code, 0) + m.units
+    for code, n in asked.items():
+        units.setdefault(code, n)
     out: dict[str, Code] = {}
     for e in entries:
         code = str(e["code"])

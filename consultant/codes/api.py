@@ -27,7 +27,7 @@ from consultant.codes.extract import Extraction, Mention
 from consultant.codes.formats import HCPCS_RE
 from consultant.codes.lookup import CPT_NOTICE, NO_HCPCS_RELEASE, hcpcs_facts
 from consultant.codes.lookup import lookup as _lookup
-from consultant.codes.models import KIND_CPT, KIND_HCPCS, KIND_ICD10CM
+from consultant.codes.models import KIND_AOC, KIND_CPT, KIND_HCPCS, KIND_ICD10CM, KIND_MUE, KIND_PTP
 from consultant.codes.sources import Sources, open_sources
 
 lookup = _lookup
@@ -65,8 +65,9 @@ def _merge(mentions: list[Mention]) -> dict[str, Mention]:
         key = m.code
         if key in merged:
             merged[key].modifiers += [x for x in m.modifiers if x not in merged[key].modifiers]
+            merged[key].hint = merged[key].hint or m.hint
         else:
-            merged[key] = Mention(m.raw, m.kind, m.start, m.end, list(m.modifiers))
+            merged[key] = Mention(m.raw, m.kind, m.start, m.end, list(m.modifiers), hint=m.hint)
     return merged
 
 
@@ -77,9 +78,19 @@ def _resolve(src: Sources, ext: Extraction, result: Resolved) -> list[dict[str, 
     icd_wanted: dict[str, Mention] = {}
     hcpcs_found: list[dict[str, Any]] = []
     by_format: list[str] = []
+    for m in merged.values():
+        if m.kind == "malformed":
+            result.findings.append(finding("unknown_code", [m.raw], f"{m.raw} has no code's length.", None))
     cpts = [m for m in merged.values() if m.kind == "cpt"]
     cpt_text = _cpt_descriptors(src, [m.code for m in cpts])
+    known = _cpt_known(src, [m.code for m in cpts])
     for m in cpts:
+        if known is not None and m.code not in known and m.code not in cpt_text:
+            # No CMS table names it (MUE, add-on, PTP): CPT numbers are checked there, as no CPT
+            # file is shipped.
+            tables = ", ".join(r.name for r in known_sources(src))
+            result.findings.append(finding("unknown_code", [m.raw], f"{m.raw} is in none of {tables}.", tables))
+            continue
         entry: dict[str, Any] = {"system": "CPT", "code": m.code, "description": None, "source": None,
                                  "modifiers": m.modifiers}
         if m.code in cpt_text:
@@ -111,8 +122,15 @@ def _resolve(src: Sources, ext: Extraction, result: Resolved) -> list[dict[str, 
                 result.by_raw[m.code] = m.code
                 continue
         dotted = icd.normalise(m.code)
-        if dotted:
+        if m.hint == "hcpcs" and not HCPCS_RE.match(m.code):
+            # "how many units of J188?": meant as a HCPCS code, however ICD-10-CM-like it looks.
+            result.findings.append(finding("unknown_code", [m.raw], f"{m.raw} is not a HCPCS Level II code.",
+                                           hcpcs_rel.name if hcpcs_rel else None))
+        elif dotted:
             icd_wanted.setdefault(dotted, m)
+        elif m.kind == "icd":
+            result.findings.append(finding("unknown_code", [m.raw], f"{m.raw} is not a code in {src.icd.name}.",
+                                           src.icd.name))
     entries = icd.fetch(src, icd_wanted)
     for dotted, m in icd_wanted.items():
         entry_icd = entries.get(dotted)
@@ -135,6 +153,31 @@ def _resolve(src: Sources, ext: Extraction, result: Resolved) -> list[dict[str, 
             f"{', '.join(by_format)} look like HCPCS Level II codes, but no HCPCS release is loaded, "
             "so they cannot be verified or described.", None))
     return hcpcs_found
+
+
+def known_sources(src: Sources) -> list[Any]:
+    return [r for (kind, _), r in sorted(src.releases.items()) if kind in (KIND_MUE, KIND_AOC, KIND_PTP)]
+
+
+def _cpt_known(src: Sources, codes: list[str]) -> set[str] | None:
+    """The CPT numbers among ``codes`` that a loaded CMS table lists (None: none is loaded)."""
+    rels = known_sources(src)
+    if not rels:
+        return None
+    if not codes:
+        return set()
+    names = ", ".join(f":c{i}" for i in range(len(codes)))
+    params = {f"c{i}": c for i, c in enumerate(codes)}
+    ids = ", ".join(str(r.id) for r in rels)
+    found = {r.code for r in src.rows(
+        f"SELECT code FROM codes_mue WHERE release_id IN ({ids}) AND code IN ({names}) "
+        f"UNION SELECT addon_code FROM codes_aoc WHERE release_id IN ({ids}) AND addon_code IN ({names}) "
+        f"UNION SELECT primary_code FROM codes_aoc WHERE release_id IN ({ids}) AND primary_code IN ({names})", **params)}
+    for code in set(codes) - found:
+        if src.rows(f"SELECT 1 FROM codes_ptp WHERE release_id IN ({ids}) AND column_1 = :c LIMIT 1", c=code) or \
+                src.rows(f"SELECT 1 FROM codes_ptp WHERE release_id IN ({ids}) AND column_2 = :c LIMIT 1", c=code):
+            found.add(code)
+    return found
 
 
 def _cpt_descriptors(src: Sources, codes: list[str]) -> dict[str, str]:

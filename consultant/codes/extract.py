@@ -22,7 +22,7 @@ CPT_MODIFIERS = frozenset(
 # Level II modifiers recognised as bare words (others need "-XX" or "modifier XX").  Two-letter
 # English words (AS, AT, GO...) are deliberately absent.
 BARE_MODIFIERS = frozenset(
-    "XE XP XS XU RT LT LC LD RC LM RI GA GY GZ KX JW JZ TC QW GT GC QK QX QY QZ FA "
+    "XE XP XS XU RT LT LC LD RC LM RI GA GY GZ KX JW JZ TC QW GT GC QK QX QY QZ FA GP GN "
     "F1 F2 F3 F4 F5 F6 F7 F8 F9 TA T1 T2 T3 T4 T5 T6 T7 T8 T9 E1 E2 E3 E4".split()
 )
 MONTHS = {m: i for i, m in enumerate(
@@ -87,7 +87,7 @@ REMARK_SHAPE_RE = re.compile(r"(?:MA|[MN])\d{1,3}", re.IGNORECASE)
 CODE_RE = re.compile(
     r"(?<![\w$#])(?:"
     r"(?P<cpt>\d{4}[AFMTU]|\d{5})"
-    r"|(?P<icddot>[A-Z]\d[0-9A-Z]\.[0-9A-Z]{1,4})"
+    r"|(?P<icddot>[A-Z]\d[0-9A-Z]\.[0-9A-Z]{1,5})"
     r"|(?P<alnum>[A-Z]\d[0-9A-Z]{1,5})"
     r")(?:(?=[x×]\s?\d)|(?!\w)(?!\.\w))",
     re.IGNORECASE,
@@ -102,7 +102,8 @@ KEYWORD_MOD_RE = re.compile(
 # A CPT modifier written as a bare number, in words that make it one: "put 59 on 97140", "does
 # 99203 need 25?", "is the 25 right", "59/XS", "bill 92012 with 24" (never "25 minutes").
 NUMBER_MOD_RE = re.compile(
-    r"(?:\b(?:the|a|put|use|using|add|append|appended|need|needs|needed|with|w/|plus|and)\s+-?|(?<=[\s(])(?=\d\d\s*(?:/|or|vs\.?)\s*X[EPSU]\b))"
+    r"(?:\b(?:the|a|put|puts|putting|use|using|add|append|appended|need|needs|needed|with|w/|plus|and|or|is it|be)\s+-?"
+    r"|(?<=[\s(])(?=\d\d\s*(?:/|or|vs\.?)\s*(?:X[EPSU]|\d\d)\b)|(?<=[\s(])(?=\d\d\s+on\s+(?:the|it|this|that|\d{5})\b))"
     r"(?P<mod>2[2-7]|5[0-9]|7[6-9]|91)\b(?!\s*(?:min\w*|mg|mcg|ml|units?|u\b|%|years?|yrs?|y/?o|days?|hours?|hrs?|kg|lbs?|"
     r"mm|cm|sessions?|visits?|times|x\b|\d|,\d|\.\d|-\d|/\d))", re.IGNORECASE)
 DASH_MOD_RE = re.compile(r"(?<![\w-])-([0-9]{2}|[A-Z]{2}|[A-Z][0-9])\b")
@@ -182,6 +183,7 @@ class Mention:
     end: int
     modifiers: list[str] = field(default_factory=list)
     units: int | None = None
+    hint: str | None = None  # "hcpcs" when the words before it name a HCPCS code ("units of J188")
 
     @property
     def code(self) -> str:
@@ -226,6 +228,12 @@ class Extraction:
     setting: str | None = None
     # Code-shaped tokens read as something else, with why (shown to the consultant).
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    text: str = ""  # what was read
+
+    def line_after(self, pos: int) -> str:
+        """The rest of the line from ``pos``."""
+        end = self.text.find("\n", pos)
+        return self.text[pos:end if end >= 0 else len(self.text)]
 
 
 def parse_date(m: re.Match[str]) -> date | None:
@@ -292,7 +300,7 @@ def _drug_for(mentions: list[Mention], pos: int, text: str) -> Mention | None:
 
 def extract(text: str) -> Extraction:
     """Find code candidates and their context in ``text`` (plain text, quotes already removed)."""
-    out = Extraction()
+    out = Extraction(text=text)
     masked = _mask(text)
     alternatives = _alternatives(text)
     taken: list[tuple[int, int]] = []
@@ -308,6 +316,8 @@ def extract(text: str) -> Extraction:
             out.rejected.append((raw, reason))
             continue
         mention = Mention(raw, kind, m.start(), m.end())
+        if _HCPCS_CUE_RE.search(text[max(0, m.start() - 20):m.start()]) and raw[:1].upper() in "JQ":
+            mention.hint = "hcpcs"
         # Modifiers written onto the code: 99214-25, J1885-JZ, 64483-RT-59.
         pos = m.end()
         while (att := ATTACHED_MOD_RE.match(masked, pos)) and _is_modifier(att.group(1).upper(), attached=True):
@@ -322,6 +332,10 @@ def extract(text: str) -> Extraction:
         taken.append((m.start(), pos))
         out.mentions.append(mention)
     _expand_ranges(masked, out)
+    for m in MALFORMED_RE.finditer(masked):
+        if not any(x.start <= m.start(1) < x.end for x in out.mentions):
+            out.mentions.append(Mention(m.group(1), "malformed", m.start(1), m.end(1)))
+    out.mentions.sort(key=lambda x: x.start)
     # A token read as a remark code once (RARC N130, M80) is a remark code wherever it recurs
     # in the mail ("what does M80 mean here").
     remarks = {t.upper() for t in REMARK_SHAPE_RE.findall(" ".join(
@@ -362,6 +376,8 @@ def extract(text: str) -> Extraction:
     for m in BARE_MOD_RE.finditer(masked):
         if not free(m.start(), m.end()):
             continue
+        if _SIDE_RE.match(masked, m.end()):
+            continue  # "RT knee, LT knee": the side of a body part, not a modifier
         for tok in filter(None, (m.group(1), m.group(2))):
             if tok in BARE_MODIFIERS:
                 _add_modifier(out, tok, m.start(), text, "bare")
@@ -418,6 +434,12 @@ def _in_spans(pos: int, spans: list[tuple[int, int]]) -> bool:
     return any(a <= pos < b for a, b in spans)
 
 
+_SIDE_RE = re.compile(r"\s+(?:knee|shoulder|hip|elbow|wrist|ankle|foot|hand|eye|ear|arm|leg|breast|side|thumb|"
+                      r"finger|toe|kidney|lung|heel)s?\b", re.IGNORECASE)
+_HCPCS_CUE_RE = re.compile(r"\b(?:units?\s+of|j-?codes?|hcpcs)\s*$", re.IGNORECASE)
+# A number written as a code that has no code's length: "procedure code 992144", "cpt 9921".
+MALFORMED_RE = re.compile(r"\b(?:code|cpt|hcpcs|proc(?:edure)?)\s*(?:code)?\s*[:#]?\s*[\"']?(?!(?:19|20)\d\d\b)(\d{4}|\d{6,7})\b(?!\s*(?:mg|ml|units?|min))",
+                          re.IGNORECASE)
 _RANGE_RE = re.compile(r"\b(\d{5})\s*(?:-|–|to|through|thru)\s*(\d{5})\b", re.IGNORECASE)
 
 
@@ -440,8 +462,9 @@ def _lookalike_reason(text: str, masked: str, pos: int, raw: str, before: list[M
     """Why a code-shaped token is not a code, from its context; None when it is a candidate."""
     # "x12" (lower-case x + digits) is a multiplier, never ICD-10-CM X12; so is "X2" right after
     # a code ("96372 X2").
-    if re.fullmatch(r"x\d{1,4}", raw) or (
-            raw[:1] in "xX" and raw[1:].isdigit() and before and 0 <= pos - before[-1].end <= 2):
+    if raw[:1] in "xX" and raw[1:].isdigit() and (
+            (before and 0 <= pos - before[-1].end <= 2) or re.match(r"\s*units?\b", text[pos + len(raw):])
+            or (raw[0] == "x" and (len(raw) < 3 or re.search(r"\d\s*$", text[max(0, pos - 3):pos])))):
         return "units multiplier"
     line_start, line_end = _line_of(text, pos)
     if REMARK_SHAPE_RE.fullmatch(raw) and REMIT_LINE_RE.search(text[line_start:line_end]):
