@@ -246,30 +246,125 @@ def seventh_options(code: str, seventh: list[tuple[str, str]]) -> list[tuple[str
 
 
 # --- code search --------------------------------------------------------------------------------
-_LATERALITY = {"left": ("left",), "right": ("right",), "bilateral": ("bilateral",)}
+_SIDES = {"left": "left", "right": "right", "bilateral": "bilateral", "both": "bilateral"}
+_SIDE_WORDS = re.compile(r"\b(left|right|bilateral|both)\b(\s+(side|eye|ear|knee|shoulder))?", re.I)
+# The encounter a 7th character names (chapter 19's A/D/S convention).
+_ENCOUNTER = (("A", re.compile(r"\b(initial|first|new)\b", re.I)),
+              ("D", re.compile(r"\b(subsequent|follow[- ]?up|f/u|routine healing)\b", re.I)),
+              ("S", re.compile(r"\b(sequela|late effect)\b", re.I)))
+# Clinical abbreviations coders write, spelled out for the search (the tabular spells them out).
+ABBREVIATIONS = {
+    "fx": "fracture", "dm": "diabetes mellitus", "dm2": "type 2 diabetes mellitus", "t2dm": "type 2 diabetes mellitus",
+    "dm1": "type 1 diabetes mellitus", "htn": "hypertension", "ckd": "chronic kidney disease",
+    "copd": "chronic obstructive pulmonary disease", "chf": "congestive heart failure", "cad": "coronary artery disease",
+    "luts": "lower urinary tract symptoms", "bph": "benign prostatic hyperplasia", "oa": "osteoarthritis",
+    "ra": "rheumatoid arthritis", "uti": "urinary tract infection", "afib": "atrial fibrillation",
+    "mi": "myocardial infarction", "gerd": "gastro-esophageal reflux disease", "hfpef": "heart failure with preserved ejection fraction",
+    "hfref": "heart failure with reduced ejection fraction", "lbp": "low back pain", "sob": "shortness of breath",
+}
 
 
-def candidates(session: Any, query: str, system: str | None, limit: int = 5) -> list[Candidate]:
-    """Ranked codes for a description; a side named in the question (left/right/bilateral)
-    keeps the codes of that side, and billable codes come before headers."""
+# Anatomical words coders write and the tabular's own words for them.
+TERMS = {"distal": "lower end", "proximal": "upper end", "decompensated": "exacerbation"}
+
+
+def _expand(query: str) -> str:
+    return re.sub(r"\b[a-z0-9]+\b", lambda m: ABBREVIATIONS.get(m.group(0).lower(), m.group(0)), query, flags=re.I)
+
+
+def _concepts(query: str) -> list[set[str]]:
+    """Each word the question uses, with the words that also say it (an abbreviation's
+    spelling out, the tabular's term): a concept is covered when any of its forms is."""
+    out = []
+    for w in search_backend.words(_SIDE_WORDS.sub(" ", query)):
+        if w in ("side", "visit", "first", "initial", "subsequent", "new"):
+            continue
+        forms = {w}
+        for table in (ABBREVIATIONS, TERMS):
+            if w in table:
+                forms.add(" ".join(search_backend.words(table[w])))
+        out.append(forms)
+    return out
+
+
+def _covers(forms: set[str], have: set[str]) -> float:
+    best = 0.0
+    for form in forms:
+        parts = form.split()
+        if all(p in have for p in parts):
+            return 1.0
+        if len(parts) == 1 and any(h.startswith(parts[0][:5]) for h in have if len(parts[0]) >= 5):
+            best = 0.5
+    return best
+
+
+def candidates(session: Any, query: str, system: str | None, limit: int = 5, context: str = "") -> list[Candidate]:
+    """Ranked codes for a description, with specificity applied: a header is replaced by its
+    billable codes, a side named (left/right/bilateral) keeps that side's codes, the encounter
+    named ("first visit") picks the 7th character, and codes whose words the question does not
+    use rank below those that cover it exactly.  ``context``: the rest of the question, whose
+    words break ties ("Kimmelstiel-Wilson disease" in "a type 2 diabetic")."""
     from consultant.codes.api import search
+    from consultant.codes.sources import open_sources
 
-    hits = search(session, query, system=system, limit=40)
-    side = next((s for s, words in _LATERALITY.items() if re.search(rf"\b{words[0]}\b", query, re.I)), None)
+    side = next((_SIDES[m.group(1).lower()] for m in _SIDE_WORDS.finditer(query)), None)
+    concepts = _concepts(query)
+    extra_words = set(search_backend.words(context)) - {w for forms in concepts for f in forms for w in f.split()}
+    plain = _expand(_SIDE_WORDS.sub(" ", query))
+    encounter = next((ch for ch, rx in _ENCOUNTER if rx.search(query)), None)
+    hits = search(session, plain, system=system, limit=25)
+    if plain.lower() != query.lower():
+        hits += search(session, _SIDE_WORDS.sub(" ", query), system=system, limit=15)
+    pool: dict[str, tuple[str, str, Any, str | None, str]] = {}
+    with open_sources(session) as src:
+        for h in hits:
+            code, sys_name = str(h["code"]), str(h["system"])
+            matched = str(h.get("matched") or h.get("description") or "")
+            if sys_name == "ICD-10-CM" and h.get("billable") is False:
+                for child, desc in billable_descendants(src, code)[:80]:
+                    pool.setdefault(child, (sys_name, desc, True, h.get("source"), f"{matched} {desc}"))
+            if code in pool:  # matched again by another term (an inclusion term): keep both
+                sysn, desc, billable, source, before = pool[code]
+                pool[code] = (sysn, desc, billable, source, f"{before} {matched}" if matched not in before else before)
+            else:
+                pool[code] = (sys_name, str(h.get("description") or ""), h.get("billable"), h.get("source"), matched)
+        icd_codes = [c for c, (sysn, *_r) in pool.items() if sysn == "ICD-10-CM"]
+        entries = icd.with_ancestors(src, icd_codes) if icd_codes else {}
     ranked = []
-    for i, h in enumerate(hits):
-        desc = str(h.get("description") or h.get("matched") or "")
-        penalty = 0
-        if side is not None:
-            named = {s for s in _LATERALITY if re.search(rf"\b{s}\b", desc, re.I)}
-            if named and side not in named:
-                continue
-            penalty += 0 if side in named else 1
-        if h.get("billable") is False:
-            penalty += 2
-        if re.search(r"\bunspecified\b", desc, re.I) and not re.search(r"\bunspecified\b", query, re.I):
-            penalty += 1
-        ranked.append((penalty, i, h))
+    for i, (code, (sys_name, desc, billable, source, matched)) in enumerate(pool.items()):
+        base = code[:-1] if len(code) == 8 and code[-1].isalpha() and code[:-1] in entries else None
+        if base is not None and encounter is not None and code[-1] != encounter:
+            continue  # a 7th character for another encounter than the one described
+        named = {v for k, v in _SIDES.items() if re.search(rf"\b{k}\b", desc, re.I)}
+        if side is not None and named and side not in named:
+            continue
+        have = set(search_backend.words(f"{desc} {matched}"))
+        covered = sum(_covers(forms, have) for forms in concepts)
+        said = set(search_backend.words(matched)) | set(search_backend.words(desc))
+        wanted = {w for forms in concepts for f in forms for w in f.split()}
+        extra = len(set(search_backend.words(matched)) - wanted - set(_SIDES) - {"unspecified", "nos", "site"})
+        score = covered - 0.15 * extra + 0.2 * len(extra_words & said)
+        if billable is False:
+            score -= 1.0
+        if re.search(r"\bunspecified\b", matched, re.I) and not re.search(r"\bunspecified\b", query, re.I):
+            score -= 0.4
+        if side is not None and side in named:
+            score += 0.5
+        entry = entries.get(code)
+        if base is None and entry is not None and entry.needs_7th:
+            seven = icd.seven_chr_def(code, entries)
+            if encounter in seven:
+                code, desc, billable = with_7th(code, encounter), f"{desc}, {seven[encounter]}", True  # type: ignore[index]
+            else:
+                score -= 0.3  # the 7th character is the consultant's to choose
+        elif base is not None and encounter is None:
+            score -= 0.3
+        ranked.append((-score, i, Candidate(sys_name, code, desc or None, source, billable)))
     ranked.sort(key=lambda t: (t[0], t[1]))
-    return [Candidate(str(h["system"]), str(h["code"]), h.get("description"), h.get("source"),
-                      h.get("billable")) for _, _, h in ranked[:limit]]
+    out: list[Candidate] = []
+    for _, _, c in ranked:
+        if all(c.code != o.code for o in out):
+            out.append(c)
+        if len(out) >= limit:
+            break
+    return out

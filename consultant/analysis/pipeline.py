@@ -78,7 +78,8 @@ def analyse(session: Session, body: str, *, subject: str = "", date_of_service: 
         for q in questions:
             found: list[Candidate] = []
             if q.qtype == "code_search":
-                found = kb.candidates(session, q.search_query, _search_system(q.text))
+                found = kb.candidates(session, q.search_query, _search_system(q.text),
+                                      context=q.text.replace(q.search_query, " "))
             parts.append(decide_stage.decide(q, mf, found))
         others = decide_stage.other_pairs(parts, mf)
         terms = [(h["code"], h.get("term_date"), h.get("source")) for h in resolved.hcpcs]

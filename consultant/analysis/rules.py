@@ -51,7 +51,9 @@ SEARCH_RE = re.compile(r"\b(what|which|correct|right|proper|best|appropriate)\s+
                        r"(code|cpt|hcpcs|icd(-?10)?(-cm)?|dx|diagnosis code|j-?code)s?\b[^?]*?\b(for|to use for|to report|to bill|when)\b\s*(?P<q>[^?]+)|"
                        r"\bhow (do|should|would) (i|we|you) (code|bill|report)\s+(?P<q2>[^?]+)|"
                        r"\bis there a (code|cpt|hcpcs|icd-?10\S*) (for|that covers)\s+(?P<q3>[^?]+)|"
-                       r"\b(code|coding) for\s+(?P<q4>[^?]+)", re.I)
+                       r"\b(code|coding) for\s+(?P<q4>[^?]+)|"
+                       r"\b(?:what|which)(?:'s|\s+is)?\s+(?:the\s+)?(?:\w+\s+){0,2}?(?:dx|icd(?:-?10)?(?:-cm)?|diagnosis|hcpcs)\s*codes?\b(?P<q5>)",
+                       re.I)
 _DEF_Q = re.compile(r"\bwhat (is|does|are)\b|\bdefin|\bdescri|\bmean(ing)?\b|\bstand for\b|\bvalid\b|\bis it billable\b|"
                     r"\bstill (active|valid|good|around)\b|\bdeleted\b|\bterminated\b|\bdiscontinued\b|\bcovers?\b|\bexpired?\b", re.I)
 _SEQUENCING = re.compile(r"\b(sequenc\w*|first|primary|principal|secondary|together|both|order|"
@@ -107,12 +109,27 @@ def rule_diagnosis(q: Question, systems: Systems) -> bool:
         not q.codes and bool(re.search(r"\b(sequenc|first[- ]listed|principal diagnosis|code first)", q.text, re.I)))
 
 
+_POINTER = re.compile(r"^(that|this|it|this one|that one|these|those|them)$", re.I)
+_QUOTED = re.compile(r"[\"“]([^\"”]{3,100})[\"”]")
+
+
 def search_query(text: str) -> str:
+    """What a "what code for …" question describes.  "What code do I use for that?" and "what
+    dx code?" point at words written before them: a quoted phrase, else the sentence before."""
     m = SEARCH_RE.search(text)
     if not m:
         return ""
     query = next((g for g in (m.group("q"), m.group("q2"), m.group("q3"), m.group("q4")) if g), "")
-    return re.sub(r"^\s*(a|an|the)\s+", "", query).strip(" .,:;")[:200]
+    query = re.sub(r"^\s*(a|an|the)\s+", "", query).strip(" .,:;")
+    if not query or _POINTER.match(query):
+        quoted = _QUOTED.search(text)
+        if quoted:
+            query = quoted.group(1)
+        else:
+            before = re.split(r"(?<=[.!?:])\s+", text[:m.start()].strip())
+            query = next((b for b in reversed(before) if len(b.split()) >= 2), "")
+            query = re.sub(r"^[\w\s,'-]*?\b(?:says?|wrote|note[sd]?|documented)\b\s*:?\s*", "", query)
+    return query.strip(" .,:;-")[:200]
 
 
 def rule_code_search(q: Question, systems: Systems) -> bool:

@@ -25,7 +25,8 @@ _ALTERNATIVE = re.compile(r"^\s*(or|plus|&)\b", re.I)
 # A sentence that asks something of its own even without a code ("which modifier goes where?").
 _ASKS_SOMETHING = re.compile(r"\b(modifiers?|units?|MUE|bundl\w*|together|separately|add-?on|primary|diagnos\w*|dx|"
                              r"sequenc\w*|JW|JZ|25|59|X[EPSU]|code|billable|valid|denied|covered)\b", re.I)
-_GREETING = re.compile(r"^\s*(hi|hello|dear|good (morning|afternoon|evening)|hey)\b[^,\n!:]{0,40}([,!:]|$)", re.I | re.M)
+_GREETING = re.compile(r"^\s*(hi|hello|dear|good (morning|afternoon|evening)|hey)\b(\s+(all|there|team|everyone|folks|guys|"
+                       r"[A-Z][a-z]+))?\s*[,!:.-]*[ \t]*(\n|$)?", re.I | re.M)
 _SIGNOFF = re.compile(r"^\s*(thanks|thank you|thx|regards|best|cheers|sincerely|kind regards|many thanks)\b[\s\S]*$",
                       re.I | re.M)
 
