@@ -209,12 +209,21 @@ def decide(q: Question, mf: MailFacts, candidates: list[Candidate]) -> Part:
 
 
 def other_pairs(parts: list[Part], mf: MailFacts) -> list[PtpDecision]:
-    """When the mail asks about bundling, the PTP status of the pairs of its procedure codes
-    that no question's answer covers (a claim carries all its codes)."""
-    if not any(p.question.qtype in (QType.BUNDLING, QType.MODIFIER, QType.ADDON) for p in parts):
-        return []
+    """The PTP status of the pairs of the mail's procedure codes that no question's answer
+    covers: a claim carries all its codes, and an edit between two of them matters whatever
+    was asked."""
     covered = {tuple(sorted((d.pair.a, d.pair.b))) for p in parts for d in p.ptp}
     return [PtpDecision(pair) for key, pair in sorted(mf.ptp.items()) if tuple(sorted(key)) not in covered]
+
+
+def other_codes(parts: list[Part], mf: MailFacts) -> tuple[list[MueDecision], list[Addon]]:
+    """The MUE and add-on facts of procedure codes in the mail that no question is about."""
+    asked = {c for p in parts for c in p.question.codes}
+    rest = [c for c, e in mf.codes.items() if e.procedure and c not in asked]
+    mue = [MueDecision(c, mf.units_of(c), mf.mue.get(c), source=mf.mue_source) for c in rest]
+    for d in mue:
+        d.over = bool(d.mue and d.units is not None and d.units > d.mue.value)
+    return mue, [mf.addons[c] for c in rest if c in mf.addons]
 
 
 def findings(mf: MailFacts, hcpcs_terms: list[tuple[str, str | None, str | None]]) -> list[dict[str, object]]:

@@ -221,5 +221,7 @@ class Analysis:
     releases: list[str]
     rejected: list[tuple[str, str]] = field(default_factory=list)
     other_pairs: list[PtpDecision] = field(default_factory=list)
+    other_mue: list[MueDecision] = field(default_factory=list)  # codes no question is about
+    other_addons: list[Addon] = field(default_factory=list)
     truncated: dict[str, int] = field(default_factory=dict)  # what the size caps left out
     cpt_descriptors: bool = False

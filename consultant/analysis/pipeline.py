@@ -82,6 +82,7 @@ def analyse(session: Session, body: str, *, subject: str = "", date_of_service: 
                                       context=q.text.replace(q.search_query, " "))
             parts.append(decide_stage.decide(q, mf, found))
         others = decide_stage.other_pairs(parts, mf)
+        other_mue, other_addons = decide_stage.other_codes(parts, mf)
         terms = [(h["code"], h.get("term_date"), h.get("source")) for h in resolved.hcpcs]
         findings = resolved.findings + decide_stage.findings(mf, terms)
     releases: dict[str, None] = {}
@@ -89,7 +90,8 @@ def analyse(session: Session, body: str, *, subject: str = "", date_of_service: 
         if item.get("source"):
             releases.setdefault(str(item["source"]), None)
     return Analysis(ctx, list(codes.values()), parts, findings, list(releases), ext.rejected, others,
-                    truncated, cpt_descriptors=any(c.get("copyright") for c in resolved.codes))
+                    other_mue, other_addons, truncated,
+                    cpt_descriptors=any(c.get("copyright") for c in resolved.codes))
 
 
 def _codes(entries: list[dict[str, object]], ext: Extraction) -> dict[str, Code]:

@@ -79,6 +79,11 @@ def stated_numbers(result: Analysis) -> dict[str, Any]:
         else:
             a, b = sorted((p.a, p.b))
             out.setdefault(f"ptp:{a}|{b}", "none")
+    for d in result.other_mue:
+        if d.mue is not None:
+            out.setdefault(f"mue:{d.code}", [d.mue.value, d.mue.mai])
+    for a in result.other_addons:
+        out.setdefault(f"addon_primaries:{a.code}", sorted(a.primaries))
     for part in result.parts:
         for u in part.units:
             if u.calc is not None:
