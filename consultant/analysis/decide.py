@@ -96,7 +96,7 @@ class MailFacts:
             calc = compute(code, bu, float(dose["amount"]) if dose else 1.0, dose["unit"] if dose else "units",
                            wasted=float(waste_amount) if waste_amount is not None else None,
                            wasted_unit=waste_unit, no_waste=no_waste,
-                           administrations=max(1, len(doses)) if bu.per_item else 1)
+                           administrations=_administrations(self.ext.text) if bu.per_item else 1)
             if calc is None:
                 decision.reason = "unit_mismatch"
             else:
@@ -119,6 +119,19 @@ class MailFacts:
             if calc is not None:
                 return calc.units + calc.wasted_units
         return None
+
+
+_ADMINISTRATIONS = re.compile(r"\b(\d+|two|three|four)\s+(?:separate\s+)?(?:injections|doses|administrations|shots|syringes)\b",
+                             re.I)
+
+
+def _administrations(text: str) -> int:
+    """How many administrations a per-dose code counts: as many as the mail says, else one."""
+    m = _ADMINISTRATIONS.search(text)
+    if not m:
+        return 1
+    word = m.group(1).lower()
+    return int(word) if word.isdigit() else {"two": 2, "three": 3, "four": 4}[word]
 
 
 def _for_code(items: list[DoseMention], code: str, ext: Extraction) -> list[DoseMention]:

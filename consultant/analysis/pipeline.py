@@ -60,7 +60,9 @@ def analyse(session: Session, body: str, *, subject: str = "", date_of_service: 
         procs = [c for c, e in codes.items() if e.procedure]
         icds = [c for c, e in codes.items() if e.system == System.ICD]
         addons = kb.addons(src, procs, ctx.date_of_service)
-        known = rules.Known({c: e.system for c, e in codes.items()}, set(addons))
+        known = rules.Known({c: e.system for c, e in codes.items()}, set(addons),
+                            {str(m["modifier"]) for m in ext.modifiers},
+                            {c for c, e in codes.items() if e.units is not None})
         for q in questions:
             rules.classify(q, known)
         questions = _join_asks(questions)

@@ -15,9 +15,12 @@ class Known:
     """What the rules may know of a question's codes: each code's system, and which are add-on
     codes (from the AOC table, looked up before typing)."""
 
-    def __init__(self, systems: dict[str, System], addons: set[str] | None = None) -> None:
+    def __init__(self, systems: dict[str, System], addons: set[str] | None = None,
+                 modifiers: set[str] | None = None, units: set[str] | None = None) -> None:
         self.systems = systems
         self.addons = addons or set()
+        self.modifiers = modifiers or set()  # modifiers the extraction found in the mail
+        self.units = units or set()  # codes with units written on their line
 
     def get(self, code: str) -> System | None:
         return self.systems.get(code)
@@ -43,7 +46,8 @@ _UNITS_Q = re.compile(r"\bhow many (units|times)\b|\bMUEs?\b|\bmax(imum)?\s+(uni
                       r"\b[x×]\s?\d+\b[^?]*\b(ok|okay|right|correct|allowed|fine)\b", re.I)
 _DRUG_Q = re.compile(r"\b(dose|dosage|vials?|mg|mcg|ml|injected|injection|administered|gave|given|infus\w*|"
                      r"waste|wasted|discard\w*|JW|JZ|units?)\b", re.I)
-_ADDON_Q = re.compile(r"\badd[- ]?on\b|\bprimary (code|procedure)\b|\bwithout (the |a )?primary\b|\bZZZ\b", re.I)
+_ADDON_Q = re.compile(r"\badd[- ]?on\b|\bprimary (code|procedure)\b|\bwithout (the |a )?primary\b|\bZZZ\b|"
+                      r"\bas (the |a )?primary\b", re.I)
 _DIAG_Q = re.compile(r"\b(diagnos[ie]s|dx|icd|sequenc\w*|primary|principal|first[- ]listed|secondary|"
                      r"code first|use additional|excludes ?[12]?|combination code|coded together|"
                      r"link|linked|pointer|medical necessity|billable|7th|seventh|specific(ity)?|header)\b", re.I)
@@ -52,7 +56,7 @@ SEARCH_RE = re.compile(r"\b(what|which|correct|right|proper|best|appropriate)\s+
                        r"\bhow (do|should|would) (i|we|you) (code|bill|report)\s+(?P<q2>[^?]+)|"
                        r"\bis there a (code|cpt|hcpcs|icd-?10\S*) (for|that covers)\s+(?P<q3>[^?]+)|"
                        r"\b(code|coding) for\s+(?P<q4>[^?]+)|"
-                       r"\b(?:what|which)(?:'s|\s+is)?\s+(?:the\s+)?(?:\w+\s+){0,2}?(?:dx|icd(?:-?10)?(?:-cm)?|diagnosis|hcpcs)\s*codes?\b(?P<q5>)",
+                       r"\b(?:what|which)(?:'s|\s+is)?\s+(?:the\s+)?(?:\w+\s+){0,2}?(?:dx|icd(?:-?10)?(?:-cm)?|diagnosis|hcpcs|full|right|correct|proper)\s*codes?\b(?P<q5>)",
                        re.I)
 _DEF_Q = re.compile(r"\bwhat (is|does|are)\b|\bdefin|\bdescri|\bmean(ing)?\b|\bstand for\b|\bvalid\b|\bis it billable\b|"
                     r"\bstill (active|valid|good|around)\b|\bdeleted\b|\bterminated\b|\bdiscontinued\b|\bcovers?\b|\bexpired?\b", re.I)
@@ -80,7 +84,7 @@ def rule_addon(q: Question, systems: Systems) -> bool:
     return bool(_procedures(q, systems)) and bool(_ADDON_Q.search(q.text))
 
 
-_ALONE_Q = re.compile(r"\b(alone|by itself|on its own|without|denied|deny|denial|rejected)\b", re.I)
+_ALONE_Q = re.compile(r"\b(alone|by itself|on its own|without|denied|deny|denial|rejected|after|first|primary|initial)\b", re.I)
 
 
 def rule_addon_code_alone(q: Question, systems: Systems) -> bool:
@@ -168,13 +172,48 @@ def rule_waste_modifier(q: Question, systems: Systems) -> bool:
     return bool(_WASTE_MODIFIER_Q.search(q.text)) and not _HOW_MANY.search(q.text) and bool(_procedures(q, systems))
 
 
+_VALID_Q = re.compile(r"\b(is|are)\s+(\w+\s+)?(still\s+)?(valid|active|deleted|terminated|discontinued|good|current)\b|"
+                      r"\bstill (the|a|valid|active|good|around|current)\b|\b(deleted|terminated|discontinued|replaced)\b|"
+                      r"\bwhat (is|does)\b[^?]*\b(mean|stand for|cover)\b", re.I)
+
+
+def rule_code_validity(q: Question, systems: Systems) -> bool:
+    """"Is J2001 valid for …?", "J0171 still the code?": about the code itself."""
+    return bool(q.codes) and len(_procedures(q, systems)) <= 2 and bool(_VALID_Q.search(q.text)) \
+        and not _UNITS_WORDS.search(q.text)
+
+
+_UNITS_WORDS = re.compile(r"\bhow many\b|\bunits?\b", re.I)
+_DENIED = re.compile(r"\b(denied|deny|denial|rejected|MUE|limit|too many|max(imum)?|allowed)\b", re.I)
+
+
+def rule_units_denied(q: Question, systems: Systems) -> bool:
+    """"Billed 11721 x2 … denied": units written on a code, and a denial or a limit."""
+    return any(c in systems.units for c in _procedures(q, systems)) and bool(_DENIED.search(q.text)) \
+        and not _ADDON_Q.search(q.text)
+
+
+_MODIFIER_WORD = re.compile(r"\bmod(ifier)?s?\b", re.I)
+
+
+def rule_modifier_mentioned(q: Question, systems: Systems) -> bool:
+    """A modifier named in the question ("GA or GZ on the claim?", "does the 99213 need 25?")."""
+    if not _procedures(q, systems) and not _MODIFIER_WORD.search(q.text):
+        return False
+    named = [m for m in systems.modifiers if re.search(rf"(?<![\w.]){re.escape(m)}(?!\w)", q.text)]
+    return bool(named) or bool(_MODIFIER_WORD.search(q.text))
+
+
 RULES: list[tuple[str, QType, Rule]] = [
+    ("asks_if_code_valid", QType.CODE_DEFINITION, rule_code_validity),
     ("asks_jw_or_jz", QType.MODIFIER, rule_waste_modifier),
+    ("units_on_a_code_denied", QType.UNITS_MUE, rule_units_denied),
     ("drug_dose_with_drug_code", QType.DRUG_UNITS, rule_drug_units),
     ("asks_about_addon_code", QType.ADDON, rule_addon),
     ("asks_modifier_choice", QType.MODIFIER, rule_modifier_choice),
     ("addon_code_alone_or_denied", QType.ADDON, rule_addon_code_alone),
     ("asks_units_or_mue", QType.UNITS_MUE, rule_units_mue),
+    ("names_a_modifier", QType.MODIFIER, rule_modifier_mentioned),
     ("two_procedures_billed_together", QType.BUNDLING, rule_bundling_pair),
     ("asks_code_for_description", QType.CODE_SEARCH, rule_code_search),
     ("diagnosis_codes_or_sequencing", QType.DIAGNOSIS, rule_diagnosis),

@@ -24,6 +24,7 @@ _UNIT_RE = re.compile(
 # Descriptors that count administrations or items instead of an amount.
 _PER_ITEM_RE = re.compile(r"\b(?:per\s+(?:dose|injection|vial|application|treatment|instillation|"
                           r"implant|syringe|unit\s+dose)|each|per\s+each)\b\s*$", re.IGNORECASE)
+_EQUALS_RE = re.compile(r"\((?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>ml|cc|mg|mcg|units?)\s*=\s*1\s*units?\)", re.IGNORECASE)
 UNIT_NAMES = {"micrograms": "mcg", "microgram": "mcg", "milligram": "mg", "milligrams": "mg",
               "gm": "g", "gram": "g", "grams": "g", "cc": "ml", "unit": "units", "iu": "units",
               "millicuries": "mci", "millicurie": "mci", "microcuries": "uci", "microcurie": "uci",
@@ -62,7 +63,11 @@ class BillingUnit:
 
 def billing_unit(descriptor: str) -> BillingUnit | None:
     """The billing unit the descriptor states, or None when it names none."""
-    tail = descriptor.strip().rsplit(",", 1)[-1].strip()
+    equal = _EQUALS_RE.search(descriptor)
+    if equal:  # "normal saline solution infusion (500 ml = 1 unit)"
+        return BillingUnit(float(equal.group("amount")), unit_name(equal.group("unit")), text=equal.group(0))
+    # The last comma-separated part, a thousands separator ("per 1,000 units") not counting.
+    tail = re.split(r",(?!\d{3}\b)", descriptor.strip())[-1].strip()
     if _PER_ITEM_RE.search(tail):
         return BillingUnit(None, None, per_item=True, text=tail)
     matches = list(_UNIT_RE.finditer(tail))
