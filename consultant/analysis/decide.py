@@ -171,7 +171,7 @@ def decide(q: Question, mf: MailFacts, candidates: list[Candidate]) -> Part:
     # "Can 64484 ever be billed alone?" asks about the add-on without its primary, whatever
     # else the mail names.
     alone = bool(_ALONE.search(q.text))
-    part.addons = [dataclasses.replace(a, present=[] if alone else [c for c in a.present if c in procs])
+    part.addons = [dataclasses.replace(a, present=[c for c in a.present if c in procs], alone=alone)
                    for a in (mf.addons[c] for c in procs if c in mf.addons)]
     if q.qtype in (QType.BUNDLING, QType.MODIFIER, QType.ADDON):
         seen: set[tuple[str, str]] = set()

@@ -119,6 +119,7 @@ class Addon:
     primaries: list[str]
     present: list[str]  # eligible primaries that are in the mail
     source: str
+    alone: bool = False  # the question asks about the add-on without its primary
 
 
 @dataclass

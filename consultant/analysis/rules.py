@@ -90,7 +90,8 @@ _ALONE_Q = re.compile(r"\b(alone|by itself|on its own|without|denied|deny|denial
 def rule_addon_code_alone(q: Question, systems: Systems) -> bool:
     """An add-on code asked about without (or with) its primary, in words that do not say so."""
     procs = _procedures(q, systems)
-    return any(c in systems.addons for c in procs) and (len(procs) == 1 or bool(_ALONE_Q.search(q.text)))
+    return any(c in systems.addons for c in procs) and (len(procs) == 1 or bool(_ALONE_Q.search(q.text))) \
+        and not _UNITS_Q.search(q.text)
 
 
 def rule_modifier_choice(q: Question, systems: Systems) -> bool:
@@ -143,6 +144,8 @@ def rule_code_search(q: Question, systems: Systems) -> bool:
              if w not in ("and", "the", "with", "for", "codes", "code")]
     if not query or (q.codes and len(words) < 2):
         return False
+    if any(re.search(rf"(?<![\w.]){re.escape(c)}(?!\w)", query, re.I) for c in q.codes):
+        return False  # "how do we bill J0585 and the wasted units?" asks about a code it names
     q.search_query = query
     return True
 
@@ -208,6 +211,7 @@ RULES: list[tuple[str, QType, Rule]] = [
     ("asks_if_code_valid", QType.CODE_DEFINITION, rule_code_validity),
     ("asks_jw_or_jz", QType.MODIFIER, rule_waste_modifier),
     ("units_on_a_code_denied", QType.UNITS_MUE, rule_units_denied),
+    ("asks_code_for_description", QType.CODE_SEARCH, rule_code_search),
     ("drug_dose_with_drug_code", QType.DRUG_UNITS, rule_drug_units),
     ("asks_about_addon_code", QType.ADDON, rule_addon),
     ("asks_modifier_choice", QType.MODIFIER, rule_modifier_choice),
@@ -215,7 +219,6 @@ RULES: list[tuple[str, QType, Rule]] = [
     ("asks_units_or_mue", QType.UNITS_MUE, rule_units_mue),
     ("names_a_modifier", QType.MODIFIER, rule_modifier_mentioned),
     ("two_procedures_billed_together", QType.BUNDLING, rule_bundling_pair),
-    ("asks_code_for_description", QType.CODE_SEARCH, rule_code_search),
     ("diagnosis_codes_or_sequencing", QType.DIAGNOSIS, rule_diagnosis),
     ("asks_what_code_means", QType.CODE_DEFINITION, rule_code_definition),
     ("two_procedures_default_bundling", QType.BUNDLING, rule_two_codes_default),

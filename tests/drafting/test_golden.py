@@ -107,7 +107,7 @@ def c_64483_64484(r: DraftResult) -> None:
     assert a["primaries"] == ["64483"] and a["present"] == ["64483"] and a["source"] == AOC
     assert only_pair(r)["modifier_indicator"] is None  # no PTP edit between the two (SOURCES.md)
     assert "64484 is an add-on code and 64483 is an eligible primary" in r.text
-    assert "reported alone it is expected to deny" in suggested(r, 2)  # "can 64484 ever be billed alone?"
+    assert "Reported alone, without an eligible primary for the same patient and day, it is expected to deny" in suggested(r)
 
 
 def c_45385_45380(r: DraftResult) -> None:
@@ -258,7 +258,7 @@ def c_99213(r: DraftResult) -> None:
 def c_g2211(r: DraftResult) -> None:
     [d] = part(r)["definitions"]
     assert d["code"]["description"].startswith("Visit complexity inherent")
-    assert "99213" in addon(r, 1, "G2211")["primaries"]
+    assert "99213" in addon(r, 2, "G2211")["primaries"]
 
 
 def c_m1711(r: DraftResult) -> None:
@@ -326,7 +326,7 @@ CASES: list[tuple[str, str, list[str], str, Callable[[DraftResult], None]]] = [
     ("bundling_20610_99214", "answer", ["bundling"], "two_procedures_billed_together", c_20610_99214),
     ("bundling_77301_77306", "answer", ["bundling"], "two_procedures_billed_together", c_77301_77306),
     ("bundling_77301_77338_noedit", "answer", ["bundling"], "two_procedures_billed_together", c_77301_77338),
-    ("bundling_64483_64484_addon", "answer", ["bundling", "addon"], "two_procedures_billed_together", c_64483_64484),
+    ("bundling_64483_64484_addon", "answer", ["addon"], "addon_code_alone_or_denied", c_64483_64484),
     ("bundling_45385_45380", "answer", ["bundling"], "two_procedures_billed_together", c_45385_45380),
     ("bundling_43239_43235_html", "answer", ["bundling"], "two_procedures_billed_together", c_43239_43235),
     ("bundling_commercial_20610_99214", "answer", ["bundling"], "two_procedures_billed_together", c_commercial),
@@ -335,7 +335,7 @@ CASES: list[tuple[str, str, list[str], str, Callable[[DraftResult], None]]] = [
     ("modifier_xu_29880_29881", "answer", ["modifier"], "asks_modifier_choice", c_mod_xu),
     ("units_77301_two", "answer", ["units_mue"], "asks_units_or_mue", c_units_77301),
     ("units_64483_two", "answer", ["units_mue"], "asks_units_or_mue", c_units_64483),
-    ("units_97110_four", "answer", ["units_mue"], "asks_units_or_mue", c_units_97110),
+    ("units_97110_four", "answer", ["units_mue"], "units_on_a_code_denied", c_units_97110),
     ("units_11045_html", "answer", ["units_mue"], "asks_units_or_mue", c_units_11045),
     ("drug_ketorolac_j1885", "answer", ["drug_units"], "drug_dose_with_drug_code", c_j1885),
     ("drug_bevacizumab_j9035_waste", "answer", ["drug_units"], "drug_dose_with_drug_code", c_j9035),
@@ -351,8 +351,8 @@ CASES: list[tuple[str, str, list[str], str, Callable[[DraftResult], None]]] = [
     ("search_icd_diabetes_ckd", "answer", ["code_search"], "asks_code_for_description", c_search_icd),
     ("search_hcpcs_ketorolac", "answer", ["code_search"], "asks_code_for_description", c_search_hcpcs),
     ("definition_99213", "answer", ["code_definition"], "asks_what_code_means", c_99213),
-    ("definition_g2211", "answer", ["addon"], "addon_code_alone_or_denied", c_g2211),
-    ("definition_m1711", "answer", ["code_definition"], "asks_what_code_means", c_m1711),
+    ("definition_g2211", "answer", ["code_definition", "addon"], "asks_if_code_valid", c_g2211),
+    ("definition_m1711", "answer", ["code_definition"], "asks_if_code_valid", c_m1711),
     ("other_general", "answer", ["other"], "no_rule_matched", c_other),
     ("multi_three_numbered", "answer", ["bundling", "drug_units", "code_definition"],
      "two_procedures_billed_together", c_multi3),
