@@ -31,8 +31,11 @@ from tests.analysis.labelled import grade
 
 SYSTEM_LABEL = {"CPT": "CPT", "HCPCS": "HCPCS", "ICD-10-CM": "ICD", "MODIFIER": "MODIFIER"}
 # The share reached per measure over the whole set; a regression below it fails the test.
-FLOORS = {"codes_exact": 0.0, "findings_recall": 0.0, "findings_precision": 0.0, "numbers_right": 0.0,
-          "questions_exact": 0.0}
+# Reached on 2026-12-01 over 206 mails: codes 100%, findings recall 100% and precision 100% (no
+# false finding), numbers 100% (551), question types 67%.  The floors leave room for a few new,
+# harder mails; a bigger drop is a regression.
+FLOORS = {"codes_exact": 0.98, "findings_recall": 0.98, "findings_precision": 0.98, "numbers_right": 0.98,
+          "questions_exact": 0.60}
 
 
 @pytest.fixture(scope="module")
