@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from consultant import __version__
 from consultant.settings import ConfigError, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings, sessionmaker[Session]], int]
@@ -44,6 +46,12 @@ def cmd_init(args: argparse.Namespace, settings: Settings, factory: sessionmaker
 def cmd_service(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
     from consultant import services
 
+    if args.command == "demo":
+        from consultant.demo import run_demo
+
+        return run_demo(settings, once=args.once)
+    if args.command == "worker":
+        return services.run_worker(settings, args.queue or ())
     return services.run_command(args.command, settings)
 
 
@@ -179,7 +187,7 @@ def cmd_cases_reject(args: argparse.Namespace, settings: Settings,
     return 0
 
 
-# --- mail, requesters, outbox ---------------------------------------------------------------
+# --- mail, outbox ---------------------------------------------------------------
 def _list_rows(factory: sessionmaker[Session], model: Any, column: Any, value: str | None,
                to_json: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
     """All rows of ``model`` in id order, filtered on ``column == value`` when a value is given."""
@@ -208,39 +216,6 @@ def cmd_mail_list(args: argparse.Namespace, settings: Settings, factory: session
     return _print_rows(args, rows, lambda r: (
         f"{r['id']:>6}  {r['disposition'] or 'pending':<12} case={r['case_id'] or '-':<5} "
         f"{(r['from'] or '-')[:30]:<30} {(r['subject'] or '')[:50]}"))
-
-
-def cmd_requesters_add(args: argparse.Namespace, settings: Settings,
-                       factory: sessionmaker[Session]) -> int:
-    from consultant.quota.ledger import UnknownPlan
-    from consultant.review.actions import set_plan
-
-    try:
-        effects = set_plan(factory, settings, args.email, args.plan)
-    except UnknownPlan as exc:
-        raise CliError(str(exc)) from exc
-    _dispatch(effects, settings)
-    held = len(effects.draft_case_ids)
-    print(f"{args.email.lower()}: plan {args.plan}" + (f"; {held} held case(s) sent back to drafting" if held else ""))
-    return 0
-
-
-def cmd_requesters_show(args: argparse.Namespace, settings: Settings,
-                        factory: sessionmaker[Session]) -> int:
-    from consultant.quota.ledger import status
-    from consultant.review.actions import get_requester
-
-    with factory() as session:
-        requester = get_requester(session, args.email)
-        if requester is None:
-            raise CliError(f"no requester {args.email!r}")
-        data = status(session, settings.quota, requester).as_json()
-    if args.json:
-        _print_json(data)
-    else:
-        print(f"{data['email']}: plan {data['plan']}, {data['answers_used']} used, "
-              f"{data['answers_remaining']} remaining")
-    return 0
 
 
 def cmd_outbox_list(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
@@ -272,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML config file (default: $CASECONSULTANT_CONFIG "
                                          "or the bundled config/default.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_text: str, parent: Any = sub) -> argparse.ArgumentParser:
@@ -280,11 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("init", cmd_init, "create or upgrade the database schema")
-    add("demo", cmd_service, "run everything in one process with a sample question (no servers needed)")
+    p = add("demo", cmd_service, "run everything in one process with a sample question (no servers needed)")
+    p.add_argument("--once", action="store_true",
+                   help="short mode: exit once the sample answer is delivered")
     add("run", cmd_service, "run all components in one process (poller, SMTP listener, worker, sender)")
     add("poll", cmd_service, "run the IMAP poller")
     add("smtpd", cmd_service, "run the inbound SMTP listener")
-    add("worker", cmd_service, "run a Celery worker")
+    p = add("worker", cmd_service, "run a Celery worker for one queue (--queue), or all three")
+    p.add_argument("--queue", action="append", choices=("intake", "drafting", "sending"),
+                   help="the queue to serve (repeatable); default: all three, one pool each")
     add("console", cmd_service, "run the consultant web console")
     p = add("send-pending", cmd_send_pending, "send due answers now, reconcile interrupted sends")
     p.add_argument("--json", action="store_true")
@@ -312,15 +292,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disposition")
     p.add_argument("--json", action="store_true")
 
-    req = sub.add_parser("requesters", help="requesters and their plans").add_subparsers(
-        dest="requesters_command", required=True, metavar="ACTION")
-    p = add("add", cmd_requesters_add, "add a requester or change their plan", req)
-    p.add_argument("email")
-    p.add_argument("--plan", required=True, help="guest, registered, or a plan from [quota.plans]")
-    p = add("show", cmd_requesters_show, "show a requester's plan and quota", req)
-    p.add_argument("email")
-    p.add_argument("--json", action="store_true")
-
     outbox = sub.add_parser("outbox", help="outbound mail").add_subparsers(
         dest="outbox_command", required=True, metavar="ACTION")
     p = add("list", cmd_outbox_list, "list outbound mail", outbox)
@@ -333,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--resend", action="store_true", help="it did not; send it again")
     p.add_argument("--by", default="cli")
 
-    for module in ("consultant.codes.cli", "consultant.review.cli", "consultant.drafting.cli"):
+    for module in ("consultant.codes.cli", "consultant.review.cli", "consultant.drafting.cli",
+                   "consultant.quota.cli"):
         _register_optional(module, sub)
     return parser
 
@@ -366,12 +338,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in ("init", "demo") and not _schema_ready(engine):
             raise CliError(f"the database at {settings.database.url} has no schema yet; "
                            "run `caseconsultant init` first")
-        return int(args.handler(args, settings, factory))
+        status = int(args.handler(args, settings, factory))
+        # Flush here, not at interpreter exit, so a closed pipe is handled below.
+        sys.stdout.flush()
+        return status
     except (CliError, ConfigError) as exc:
         print(f"caseconsultant: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except Exception as exc:  # noqa: BLE001 - last resort: a clear message, not a traceback
         from consultant.review.actions import ActionError
 
@@ -382,6 +359,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"caseconsultant: error: {type(exc).__name__}: {exc} (run with -v for details)",
               file=sys.stderr)
         return 2
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our output went away (``caseconsultant codes show J1885 | head``).
+
+    Nothing is wrong and nothing is left to say: point stdout at /dev/null so the interpreter's
+    final flush does not raise again, and exit as a program killed by SIGPIPE would (128 + 13),
+    without a message.  See the note on SIGPIPE in Python's ``signal`` documentation.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 def _schema_ready(engine: Any) -> bool:
