@@ -161,9 +161,10 @@ def _questions(body: str, subject: str, ext: Extraction, by_raw: dict[str, str],
         for ask in split.asks(t):
             own = codes_in(ask)
             # A later ask without codes is about the question's codes ("…, and which modifier?");
-            # one with a code of its own also concerns the codes asked about before it ("how many
-            # units of J1885, and do I also bill 96372?").
-            codes = (own + [c for c in earlier if c not in own]) if own and earlier else (own or whole)
+            # one with a single procedure code of its own also concerns the codes asked about
+            # before it ("how many units of J1885, and do I also bill 96372?").
+            procs = [c for c in own if codes_by[c].procedure]
+            codes = (own + [c for c in earlier if c not in own]) if len(procs) == 1 and earlier else (own or whole)
             q = Question(number=0, text=ask, codes=codes, group=group)
             q.modifiers = sorted({mod for c in q.codes if c in codes_by for mod in codes_by[c].modifiers})
             out.append(q)

@@ -1,6 +1,6 @@
 """Finding codes, modifiers, units, doses, date of service, payer and setting in a mail body.
 
-Only *candidates* are found here (no database); ``api.analyse`` validates them against the data.
+Only *candidates* are found here (no database); ``api.resolve`` checks them against the data.
 Look-alikes are masked first (phone numbers, ZIP codes, dates, money, claim/account numbers), so
 a code pattern can never match inside them.
 """
