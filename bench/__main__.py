@@ -22,7 +22,8 @@ from bench.common import Env, Figure, Sizes, Unavailable
 
 HERE = Path(__file__).resolve().parent
 MODULES = {"ingest": "bench.ingest", "latency": "bench.latency", "queue": "bench.queue_ceiling",
-           "send": "bench.send", "codes": "bench.bench_codes", "scale": "bench.scale"}
+           "send": "bench.send", "codes": "bench.bench_codes", "scale": "bench.scale",
+           "drafting": "bench.drafting"}
 SECTIONS = list(MODULES)
 
 
