@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from consultant.analysis import Analysis, QType, analyse
 from consultant.analysis.model import Part
-from consultant.drafting import notes, phi
+from consultant.drafting import notes
 from consultant.drafting.templating import environment, render_pair
+from consultant.privacy.redact import Summary
 from consultant.settings import Settings
 
 # Question types whose answer rests on NCCI edits: CMS (Medicare/Medicaid) rules that change
@@ -49,15 +50,16 @@ class DraftResult:
 
 
 def make_draft(session: Session, settings: Settings, *, question: str, subject: str,
-               requester_name: str | None) -> DraftResult:
-    """Analyse ``question`` (the requester's own words across the thread) and render a draft."""
+               requester_name: str | None, redaction: Summary | None = None) -> DraftResult:
+    """Analyse ``question`` (the requester's own words across the thread, already redacted by
+    consultant.privacy) and render a draft; ``redaction`` says what was removed."""
+    redaction = redaction or Summary()
     result = analyse(session, question, subject=subject)
-    phi_check = phi.check(f"{subject}\n{question}")
     missing = missing_info(result)
     flags: list[str] = []
     rule_hits = [f"question_rule:{p.question.rule}" for p in result.parts]
-    if phi_check.suspected:
-        rule_hits += ["phi_suspected", *phi_check.hits]
+    if redaction.found:
+        rule_hits += ["phi_suspected", *redaction.rules]
         flags.append("phi_suspected")
     if missing:
         rule_hits.append("needs_info:" + "+".join(missing))
@@ -66,7 +68,8 @@ def make_draft(session: Session, settings: Settings, *, question: str, subject: 
     context = {
         "requester_name": requester_name or "",
         "subject": subject,
-        "phi": phi_check.suspected,
+        "phi": redaction.found,
+        "phi_kinds": redaction.described(),
         "service_name": settings.service.name,
         "parts": parts,
         "analysis": result,
@@ -80,7 +83,7 @@ def make_draft(session: Session, settings: Settings, *, question: str, subject: 
         "releases": result.releases,
         "cpt_descriptors": result.cpt_descriptors,
         "missing": missing,
-        "phi": phi_check.hits,
+        "phi": redaction.as_json(),
         "truncated": result.truncated,
         "rejected": [list(r) for r in result.rejected],
         "analysis_count": 1,
@@ -117,7 +120,7 @@ def missing_info(result: Analysis) -> list[str]:
 
 def part_view(session: Session, part: Part) -> dict[str, Any]:
     """What a question's template needs beside the part itself: its quote and the notes."""
-    quote = phi.redact(part.question.text)
+    quote = part.question.text  # already redacted (consultant.privacy) before drafting
     if len(quote) > QUOTE_CHARS:
         quote = quote[:QUOTE_CHARS].rsplit(" ", 1)[0] + " …"
     return {"part": part, "q": part.question, "quote": quote, "template": str(part.question.qtype),

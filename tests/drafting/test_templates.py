@@ -107,7 +107,7 @@ def view(part: Part) -> dict[str, Any]:
 ANALYSIS = Analysis(Context(date(2026, 7, 14)), [], [typed_part(t, i) for i, t in enumerate(QType, 1)], [], [],
                     truncated={"codes": 3})
 CONTEXTS: dict[str, dict[str, Any]] = {
-    "answer": {"requester_name": HOSTILE, "subject": HOSTILE, "phi": True, "service_name": "CC",
+    "answer": {"requester_name": HOSTILE, "subject": HOSTILE, "phi": True, "phi_kinds": ["an SSN"], "service_name": "CC",
                "parts": [view(p) for p in ANALYSIS.parts], "analysis": ANALYSIS, "missing": []},
     "needs_info": {"requester_name": "Ann", "subject": HOSTILE, "phi": True, "service_name": "CC",
                    "parts": [], "analysis": ANALYSIS, "missing": ["payer", "date_of_service"]},
@@ -157,7 +157,7 @@ def test_answer_lists_every_question_with_marked_suggestions() -> None:
     assert "Its 2 billable codes: E11.21" in text
     assert "20610 / 99214: " + HOSTILE in text
     assert "a@b.test" not in text  # notes reach answers without their author's address
-    assert "appears to contain patient identifiers" in text
+    assert "contained patient identifiers (an SSN)" in text
     assert "3 codes left out" in text
     assert "{{" not in text and "{%" not in text
     assert text.count("[Consultant: answer this question") == len(QUESTION_TYPES)
