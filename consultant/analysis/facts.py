@@ -188,9 +188,16 @@ def icd_facts(src: Sources, codes: list[str]) -> tuple[dict[str, IcdFacts], dict
 
 def billable_descendants(src: Sources, code: str) -> list[tuple[str, str]]:
     prefix = code if "." in code else code + "."
+    if src.icd_session.get_bind().dialect.name == "sqlite":
+        # A range, not LIKE: SQLite's LIKE ignores case and so cannot use the (release, code)
+        # index (a scan of ~98,000 rows per header, 10 ms each); SQLite compares text bytewise,
+        # so the range holds exactly the codes that start with the prefix.
+        match = (Icd10cmCode.code >= prefix) & (Icd10cmCode.code < prefix + "\uffff")
+    else:
+        match = Icd10cmCode.code.like(prefix + "%")  # PostgreSQL: LIKE is exact; collations vary
     rows = src.icd_session.execute(
         select(Icd10cmCode.code, Icd10cmCode.description, Icd10cmCode.billable, Icd10cmCode.needs_7th)
-        .where(Icd10cmCode.release_id == src.icd.id, Icd10cmCode.code.like(prefix + "%"))
+        .where(Icd10cmCode.release_id == src.icd.id, match)
         .order_by(Icd10cmCode.code)
     )
     return [(r.code, r.description) for r in rows if r.billable and r.code != code]
