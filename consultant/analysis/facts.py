@@ -192,7 +192,7 @@ def billable_descendants(src: Sources, code: str) -> list[tuple[str, str]]:
         # A range, not LIKE: SQLite's LIKE ignores case and so cannot use the (release, code)
         # index (a scan of ~98,000 rows per header, 10 ms each); SQLite compares text bytewise,
         # so the range holds exactly the codes that start with the prefix.
-        match = (Icd10cmCode.code >= prefix) & (Icd10cmCode.code < prefix + "\uffff")
+        match: Any = (Icd10cmCode.code >= prefix) & (Icd10cmCode.code < prefix + "\uffff")
     else:
         match = Icd10cmCode.code.like(prefix + "%")  # PostgreSQL: LIKE is exact; collations vary
     rows = src.icd_session.execute(
