@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.analysis import Analysis, analyse
-from consultant.codes.extract import extract
-from consultant.db import make_engine, make_session_factory
-from tests import kb, servers
 from tests.analysis.labelled import grade
 
 SYSTEM_LABEL = {"CPT": "CPT", "HCPCS": "HCPCS", "ICD-10-CM": "ICD", "MODIFIER": "MODIFIER"}
@@ -36,31 +30,6 @@ SYSTEM_LABEL = {"CPT": "CPT", "HCPCS": "HCPCS", "ICD-10-CM": "ICD", "MODIFIER": 
 # harder mails; a bigger drop is a regression.
 FLOORS = {"codes_exact": 0.98, "findings_recall": 0.98, "findings_precision": 0.98, "numbers_right": 0.98,
           "questions_exact": 0.60}
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    shared = servers.require_shared()
-    return grade.expected_all(shared)
-
-
-@pytest.fixture(scope="module")
-def labelled_factory(tmp_path_factory: pytest.TempPathFactory,
-                     graded: dict[str, dict[str, Any]]) -> Iterator[sessionmaker[Session]]:
-    shared = servers.require_shared()
-    cases = grade.load_cases()
-    # PTP rows for every code the labels name and every code the product reads (so a code read
-    # by mistake still meets its real edits and can produce a false finding).
-    codes = {c.split(":", 1)[1] for e in graded.values() for c in e["codes"]}
-    for case in cases.values():
-        codes |= {m.code for m in extract(f"{case['subject']}\n\n{case['body']}").mentions}
-    work = tmp_path_factory.mktemp("labelled-kb")
-    path = kb.build(work / "kb.sqlite", shared / "data" / "cms", codes)
-    copy = work / "copy.sqlite"
-    shutil.copyfile(path, copy)
-    engine = make_engine(f"sqlite:///{copy}")
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def product_codes(result: Analysis) -> set[str]:
