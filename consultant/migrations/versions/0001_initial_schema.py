@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 10:02:05.955465
+Create Date: 2026-12-01 09:38:03.922431
 """
 from alembic import op
 import sqlalchemy as sa
