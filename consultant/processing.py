@@ -27,6 +27,7 @@ from consultant.models import (
     NEEDS_INFO,
     RECEIVED,
     SENT,
+    UNVERIFIED,
     AuditEvent,
     Case,
     Draft,
@@ -36,6 +37,8 @@ from consultant.models import (
 )
 from consultant.quota import ledger, registration
 from consultant.quota import notices as quota_notices
+from consultant.senders import authenticity
+from consultant.senders import hold as sender_rules
 from consultant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,7 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
             raise LookupError(f"inbound mail {mail_id} does not exist")
         if mail.disposition is not None:
             return Effects()
-        raw, size = mail.raw, mail.size
+        raw, size, source = mail.raw, mail.size, mail.source
 
     # Parse outside the write transaction: a pathological mail may take seconds, and SQLite
     # would hold every other writer for that long.
@@ -78,6 +81,8 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
             view = parse_mail(raw)
         except MailParseError as exc:
             reason = str(exc)
+    # Also outside the transaction: a DKIM key lookup can take seconds.
+    verdict = authenticity.check(settings.authenticity, raw, view, source) if view else None
 
     effects = Effects()
     with transaction(factory) as session:
@@ -94,7 +99,7 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
             mail.message_id = view.message_id
         mail.from_addr = view.from_addr
         mail.subject = view.subject
-        _classify_person_mail(session, settings, mail, view, effects)
+        _classify_person_mail(session, settings, mail, view, effects, verdict)
     return effects
 
 
@@ -105,7 +110,8 @@ def _dispose(mail: InboundMail, disposition: str, hits: list[str], reason: str |
 
 
 def _classify_person_mail(session: Session, settings: Settings, mail: InboundMail,
-                          view: MailView, effects: Effects) -> None:
+                          view: MailView, effects: Effects,
+                          verdict: authenticity.Verdict | None = None) -> None:
     disposition, hits = classify_machine_mail(view)
     if disposition is not None:
         _dispose(mail, disposition, hits, f"rule {hits[0]}")
@@ -130,6 +136,13 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
             effects.draft_case_ids.extend(held)
             if notice_id is not None:
                 effects.outbox_ids.append(notice_id)
+        if sender_rules.confirms(session, case, view):
+            sender_rules.confirm(session, case, mail)
+            case.status = RECEIVED
+        elif sender_rules.screen(settings, mail, case, verdict) and \
+                case.status in (*REDRAFT_STATUSES, UNVERIFIED):
+            _hold_unverified(session, settings, case, mail, verdict, effects)
+            return
         if case.status in REDRAFT_STATUSES:
             case.status = RECEIVED
             session.flush()
@@ -146,9 +159,20 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
     _dispose(mail, "case", ["new_case"])
     session.add(AuditEvent(case_id=case.id, actor="system", action="received",
                            detail={"mail_id": mail.id}))
+    if sender_rules.screen(settings, mail, case, verdict):
+        _hold_unverified(session, settings, case, mail, verdict, effects)
+        return
     draft_or_hold(session, settings, case, effects, {mail.id: view})
     if case.status == HELD_QUOTA:
         _dispose(mail, "held_quota", ["new_case", "over_quota"])
+
+
+def _hold_unverified(session: Session, settings: Settings, case: Case, mail: InboundMail,
+                     verdict: authenticity.Verdict | None, effects: Effects) -> None:
+    assert verdict is not None
+    notice_id = sender_rules.hold(session, settings, case, mail, verdict)
+    if notice_id is not None:
+        effects.outbox_ids.append(notice_id)
 
 
 def _is_duplicate(session: Session, mail: InboundMail, message_id: str) -> bool:
@@ -194,8 +218,8 @@ def case_question(session: Session, case: Case, parsed: dict[int, MailView] | No
     parsed = parsed or {}
     pieces = []
     for mail in case.mails:
-        if mail.disposition not in {"case", "followup", "held_quota"} or \
-                "is_registration" in (mail.rule_hits or []):
+        if mail.disposition not in {"case", "followup", "held_quota", "held_unverified"} or \
+                {"is_registration", sender_rules.CONFIRMS_RULE} & set(mail.rule_hits or []):
             continue
         try:
             pieces.append(new_text(parsed.get(mail.id) or parse_mail(mail.raw)))
