@@ -139,7 +139,10 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
         if sender_rules.confirms(session, case, view):
             sender_rules.confirm(session, case, mail)
             case.status = RECEIVED
-        elif sender_rules.screen(settings, mail, case, verdict) and \
+        # A REGISTER reply answers our over-quota notice, which proves the address just as a
+        # confirmation does, so it is not screened again.
+        elif "is_registration" not in mail.rule_hits and \
+                sender_rules.screen(settings, mail, case, verdict) and \
                 case.status in (*REDRAFT_STATUSES, UNVERIFIED):
             _hold_unverified(session, settings, case, mail, verdict, effects)
             return

@@ -111,3 +111,20 @@ def test_an_unverified_follow_up_holds_an_open_case(factory, settings):
     assert len(effects.outbox_ids) == 1
     with factory() as s:
         assert s.get(Case, first.case_id).status == "unverified"
+
+
+def test_a_register_reply_needs_no_confirmation(factory, settings):
+    hold_policy(settings)
+    first, _ = ingest(factory, settings, question_mail(Authentication_Results=f"{OURS}; dmarc=pass"))
+    approve(factory, settings, first.case_id, text="Answer.\n", by="c@cc.test")
+    second, effects = ingest(factory, settings, question_mail(
+        subject="Second", Authentication_Results=f"{OURS}; dmarc=pass"))
+    assert second.disposition == "held_quota"
+    with factory() as s:
+        notice = s.get(Outbox, effects.outbox_ids[0]).message_id
+    # The domain signs nothing, so the reply carries no pass; it threads to our notice.
+    reply, _ = ingest(factory, settings, question_mail(subject="Re: REGISTER",
+                                                       In_Reply_To=notice))
+    assert reply.rule_hits == ["is_followup_by_references", "is_registration"]
+    with factory() as s:
+        assert s.get(Case, second.case_id).status == "awaiting_review"
