@@ -203,12 +203,14 @@ def billable_descendants(src: Sources, code: str) -> list[tuple[str, str]]:
     return [(r.code, r.description) for r in rows if r.billable and r.code != code]
 
 
-_WITH_RE = re.compile(r"\bwith\b|\bdue to\b|\bin\b", re.I)
+# An Excludes1 note that names a combination ("osteoporosis with current pathological fracture
+# (M80.-)", "cervicalgia due to intervertebral cervical disc disorder (M50.-)").
+_COMBINATION_RE = re.compile(r"\b(with|due to|in)\b", re.I)
 
 
 def excludes1(src: Sources, codes: list[str], entries: dict[str, icd.IcdEntry]) -> list[Excludes1]:
-    """Excludes1 pairs among the codes, once per unordered pair, with the combination codes the
-    tabular offers (a code whose title joins both conditions, found near either code)."""
+    """Excludes1 pairs among the codes, once per unordered pair, with the combination code when
+    the note itself names one: the excluded code then already says both conditions."""
     out = []
     for a, b in combinations(sorted(set(codes)), 2):
         for first, second in ((a, b), (b, a)):
@@ -216,8 +218,11 @@ def excludes1(src: Sources, codes: list[str], entries: dict[str, icd.IcdEntry]) 
             if hit is None:
                 continue
             level, note = hit
-            out.append(Excludes1(first, second, level, note, combination(src, first, second, entries),
-                                 src.icd.name))
+            combo = []
+            if _COMBINATION_RE.search(note.split("(")[0]):
+                entry = entries.get(second)
+                combo = [(second, entry.description if entry else "")]
+            out.append(Excludes1(first, second, level, note, combo, src.icd.name))
             break
     return out
 
@@ -228,24 +233,6 @@ def _excludes1_note(code: str, other: str, entries: dict[str, icd.IcdEntry]) -> 
             if any(icd.covers(ref, other) for ref in icd.references(item)):
                 return note["from"], item
     return None
-
-
-def combination(src: Sources, a: str, b: str, entries: dict[str, icd.IcdEntry]) -> list[tuple[str, str]]:
-    """Billable codes in either code's category whose title names the other condition too
-    ("… with …"): the combination code the tabular offers, when there is one."""
-    found: list[tuple[str, str]] = []
-    for home, other in ((a, b), (b, a)):
-        other_entry = entries.get(other) or entries.get(other[:3])
-        if other_entry is None:
-            continue
-        words = {w for w in search_backend.words(other_entry.description) if len(w) > 3}
-        for code, desc in billable_descendants(src, home[:3]):
-            if not _WITH_RE.search(desc):
-                continue
-            title = set(search_backend.words(desc))
-            if words and len(words & title) >= max(1, (len(words) + 1) // 2):
-                found.append((code, desc))
-    return found[:5]
 
 
 def seventh_options(code: str, seventh: list[tuple[str, str]]) -> list[tuple[str, str]]:
