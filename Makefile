@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench lint migration clean
+.PHONY: demo test bench lint migration clean fuzz
 
 $(BIN)/caseconsultant: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ test: $(BIN)/caseconsultant
 
 bench: $(BIN)/caseconsultant
 	$(BIN)/python -m bench
+
+# The long fuzz mode (the normal suite runs 120 examples): mutated corpus mails, counts printed.
+FUZZ_EXAMPLES ?= 10000
+fuzz: $(BIN)/caseconsultant
+	CC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -s -q -p no:cacheprovider --timeout=0 tests/fuzz
 
 lint: $(BIN)/caseconsultant
 	$(BIN)/ruff check .

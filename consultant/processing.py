@@ -96,7 +96,27 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         mail.from_addr = view.from_addr
         mail.subject = view.subject
         _classify_person_mail(session, settings, mail, view, effects)
+        _note_shortened(session, mail, view)
     return effects
+
+
+def _note_shortened(session: Session, mail: InboundMail, view: MailView) -> None:
+    """Say on the mail, and on its case, that only part of a long body is read (the raw mail
+    is kept whole), so the consultant knows the draft saw a shortened question."""
+    if not view.shortened:
+        return
+    mail.rule_hits = [*mail.rule_hits, "text_shortened"]
+    if mail.case_id is None:
+        return
+    case = session.get(Case, mail.case_id)
+    assert case is not None
+    for content_type, before, kept in view.shortened:
+        note = f"text shortened from {before:,} to {kept:,} characters"
+        if note not in case.flags:
+            case.flags = [*case.flags, note]
+        session.add(AuditEvent(case_id=case.id, actor="system", action="text_shortened",
+                               detail={"mail_id": mail.id, "content_type": content_type,
+                                       "characters": before, "kept": kept, "note": note}))
 
 
 def _dispose(mail: InboundMail, disposition: str, hits: list[str], reason: str | None = None) -> None:

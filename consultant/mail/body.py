@@ -12,7 +12,7 @@ import re
 
 import html2text
 
-from consultant.mail.parse import MailView
+from consultant.mail.parse import MAX_HTML_CHARS, MAX_TEXT_CHARS, MailView, shorten
 
 _REPLY_HEADERS = [
     re.compile(r"^\s*On\b.{0,300}\bwrote:\s*$", re.IGNORECASE),
@@ -24,7 +24,6 @@ _REPLY_HEADERS = [
 ]
 _OUTLOOK_FROM = re.compile(r"^\s*\**From:\**\s.+$", re.IGNORECASE)
 _OUTLOOK_NEXT = re.compile(r"^\s*\**(Sent|Date|To|Subject):\**\s", re.IGNORECASE)
-MAX_TEXT_CHARS = 100_000
 
 
 def html_to_text(html: str) -> str:
@@ -35,7 +34,7 @@ def html_to_text(html: str) -> str:
     converter.ignore_emphasis = True
     converter.ignore_tables = False
     try:
-        return converter.handle(html[:MAX_TEXT_CHARS * 4])
+        return converter.handle(html[:MAX_HTML_CHARS])
     except Exception:  # noqa: BLE001 - broken HTML must not stop the pipeline
         return re.sub(r"<[^>]+>", " ", html)
 
@@ -62,4 +61,4 @@ def strip_quotes(text: str) -> str:
 def new_text(view: MailView) -> str:
     """The sender's own words in plain text, for code extraction and question typing."""
     text = view.text if view.text.strip() else (html_to_text(view.html) if view.html else "")
-    return strip_quotes(text[:MAX_TEXT_CHARS])
+    return strip_quotes(shorten(text, MAX_TEXT_CHARS))
