@@ -235,11 +235,29 @@ def cmd_requesters_show(args: argparse.Namespace, settings: Settings,
         if requester is None:
             raise CliError(f"no requester {args.email!r}")
         data = status(session, settings.quota, requester).as_json()
+        marked = (None if requester.undeliverable_at is None else
+                  {"since": requester.undeliverable_at.isoformat(),
+                   "reason": requester.undeliverable_reason})
+        data["undeliverable"] = marked
     if args.json:
         _print_json(data)
     else:
         print(f"{data['email']}: plan {data['plan']}, {data['answers_used']} used, "
               f"{data['answers_remaining']} remaining")
+        if marked:
+            print(f"  UNDELIVERABLE since {marked['since']}: {marked['reason']}; nothing is sent "
+                  f"to this address until `requesters clear-undeliverable {data['email']}`")
+    return 0
+
+
+def cmd_requesters_clear(args: argparse.Namespace, settings: Settings,
+                         factory: sessionmaker[Session]) -> int:
+    from consultant.outbox.bounces import clear_undeliverable
+
+    if not clear_undeliverable(factory, args.email, by=args.by):
+        raise CliError(f"{args.email!r} is not marked undeliverable")
+    print(f"{args.email.lower()}: mail allowed again (held answers: `outbox list --status "
+          "needs_check`, then `outbox resolve ID --resend`)")
     return 0
 
 
@@ -320,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("show", cmd_requesters_show, "show a requester's plan and quota", req)
     p.add_argument("email")
     p.add_argument("--json", action="store_true")
+    p = add("clear-undeliverable", cmd_requesters_clear,
+            "allow mail again to an address a hard bounce marked undeliverable", req)
+    p.add_argument("email")
+    p.add_argument("--by", default="cli")
 
     outbox = sub.add_parser("outbox", help="outbound mail").add_subparsers(
         dest="outbox_command", required=True, metavar="ACTION")

@@ -113,6 +113,10 @@ class Requester(Base):
     plan: Mapped[str] = mapped_column(String(32), default="guest")
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     last_notice_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    # Set when our mail to this address bounced hard; nothing is sent to it until a human
+    # clears it (`requesters clear-undeliverable`).
+    undeliverable_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    undeliverable_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class QuotaEntry(Base):

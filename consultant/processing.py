@@ -21,7 +21,7 @@ from consultant.drafting.draft import DRAFT_FLAGS, DraftResult, make_draft
 from consultant.drafting.suggest import PROMPT_PREFIX
 from consultant.mail.body import new_text
 from consultant.mail.parse import MailParseError, MailView, parse_mail
-from consultant.mail.rules import classify_machine_mail
+from consultant.mail.rules import RuleContext, classify_machine_mail
 from consultant.models import (
     AWAITING_REVIEW,
     HELD_QUOTA,
@@ -35,6 +35,7 @@ from consultant.models import (
     Outbox,
     utcnow,
 )
+from consultant.outbox import bounces
 from consultant.outbox.notices import queue_notice
 from consultant.quota import ledger, registration
 from consultant.settings import Settings
@@ -127,14 +128,11 @@ def _dispose(mail: InboundMail, disposition: str, hits: list[str], reason: str |
 
 def _classify_person_mail(session: Session, settings: Settings, mail: InboundMail,
                           view: MailView, effects: Effects) -> None:
-    disposition, hits = classify_machine_mail(view)
+    disposition, hits = classify_machine_mail(view, RuleContext.from_settings(settings))
     if disposition is not None:
         _dispose(mail, disposition, hits, f"rule {hits[0]}")
-        return
-    ours = {settings.service.address.lower(), *(a.lower() for a in settings.service.aliases)}
-    if view.from_addr in ours:
-        # Our own address as sender: answering would loop.
-        _dispose(mail, "quarantined", ["is_from_self"], "sent from the service's own address")
+        if disposition == "bounce":
+            mail.rule_hits = [*hits, *bounces.record_bounce(session, settings, mail, view)]
         return
     if view.message_id and _is_duplicate(session, mail, view.message_id):
         _dispose(mail, "duplicate", ["is_duplicate"], f"Message-ID {view.message_id} already received")

@@ -48,6 +48,12 @@ class ServiceSettings:
     template_dir: str = ""
     # Auto-replies (over-quota notices) are rate limited per requester to one per this many hours.
     notice_interval_hours: int = 24
+    # At most this many automatic mails (notices, not consultant-approved answers) to one
+    # address in 24 hours, whatever triggers them: the backstop against mail loops.
+    auto_mail_per_address_per_day: int = 3
+    # Key that signs our Message-IDs, so bounces and replies to them are recognised (a secret:
+    # set it through CASECONSULTANT_SERVICE__MESSAGE_ID_SECRET, never in a committed file).
+    message_id_secret: str = ""
     consultant_name: str = ""
     consultant_credential: str = ""
 

@@ -33,7 +33,10 @@ from consultant.mail.guards import (
     split_header_block,
 )
 
-MAX_TEXT_CHARS = 100_000
+# What the pipeline reads of a body (the raw mail is kept whole).  A real coding question is a
+# few thousand characters; drafting costs ~20 ms of CPU per 1,000 characters of dense code
+# questions (measured by tests/fuzz), so this bounds a mail's processing well under 2 s.
+MAX_TEXT_CHARS = 50_000
 # HTML is converted to text later; markup is several times longer than its text.
 MAX_HTML_CHARS = 4 * MAX_TEXT_CHARS
 MAX_ATTACHMENTS = 50

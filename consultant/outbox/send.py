@@ -31,6 +31,8 @@ from consultant.models import (
     Outbox,
     utcnow,
 )
+from consultant.outbox.bounces import undeliverable
+from consultant.outbox.compose import envelope_sender
 from consultant.outbox.sentcopy import SentFolder
 from consultant.outbox.transport import (
     MaildirTransport,
@@ -60,6 +62,16 @@ def _claim(factory: sessionmaker[Session], outbox_id: int) -> Outbox | None:
             return None
         if out.next_attempt_at is not None and out.next_attempt_at > utcnow():
             return None
+        marked = undeliverable(session, out.to_addr)
+        if marked is not None:
+            # A hard bounce marked the address: send nothing more until a human clears it.
+            out.status = OUT_NEEDS_CHECK
+            out.last_error = (f"not sent: {out.to_addr} is marked undeliverable "
+                              f"({marked.undeliverable_reason}); after `requesters "
+                              f"clear-undeliverable {out.to_addr}`, `outbox resolve {out.id} --resend`")
+            session.add(AuditEvent(case_id=out.case_id, actor="system", action="needs_check",
+                                   detail={"outbox_id": out.id, "why": out.last_error}))
+            return None
         out.status = OUT_SENDING
         out.attempts += 1
         out.sending_started_at = utcnow()
@@ -79,7 +91,7 @@ def send_one(factory: sessionmaker[Session], settings: Settings, outbox_id: int,
             row = session.get(Outbox, outbox_id)
             return row.status if row else "missing"
     try:
-        transport.send(out.raw, settings.service.address, out.to_addr)
+        transport.send(out.raw, envelope_sender(settings, out), out.to_addr)
     except TemporaryFailure as exc:
         return _record_failure(factory, settings, outbox_id, str(exc), permanent=False)
     except PermanentFailure as exc:

@@ -1,6 +1,7 @@
 """Mutated corpus mails through intake and classification: no crash, no hang, one disposition.
 
-Short mode (the normal suite, CI): ``CC_FUZZ_EXAMPLES`` unset, 120 examples.  Long mode:
+Short mode (the normal suite, CI): ``CC_FUZZ_EXAMPLES`` unset, 120 examples, the same ones
+each run.  Long mode:
 ``make fuzz`` sets ``CC_FUZZ_EXAMPLES=10000``.  Each example is stored with ``store_raw`` and
 processed twice with ``process_mail`` (a redelivered task must change nothing); it must end
 with exactly one disposition, and a case exactly when the disposition says so.  The hang
@@ -40,6 +41,7 @@ class Stats:
     slowest_cpu: float = 0.0
     slowest_wall: float = 0.0
     slowest: str = ""
+    over_budget: list[str] = field(default_factory=list)
 
     def report(self, elapsed: float) -> str:
         lines = [f"fuzz: {self.mails} mutated mails in {elapsed:.0f} s "
@@ -48,7 +50,8 @@ class Stats:
                  f"  mutations applied: {dict(self.mutations.most_common())}",
                  f"  quarantine reasons: {dict(self.quarantine_reasons.most_common(8))}",
                  f"  slowest mail: {self.slowest_cpu:.2f} s CPU, {self.slowest_wall:.2f} s wall "
-                 f"({self.slowest})"]
+                 f"({self.slowest})",
+                 f"  over the {CPU_BUDGET_SECONDS:.0f} s CPU budget: {len(self.over_budget)}"]
         return "\n".join(lines)
 
 
@@ -87,7 +90,8 @@ def test_mutated_mail_ends_with_exactly_one_disposition(settings, factory, share
             if mail.disposition in ("case", "held_quota", "followup"):
                 assert mail.case_id is not None, label
             disposition, reason = mail.disposition, mail.disposition_reason or ""
-        assert cpu < CPU_BUDGET_SECONDS, f"{label}: {cpu:.2f} s CPU"
+        if cpu >= CPU_BUDGET_SECONDS:
+            stats.over_budget.append(f"{label}: {cpu:.2f} s CPU")
 
         stats.mails += 1
         stats.redeliveries += int(not stored.created)
@@ -108,3 +112,5 @@ def test_mutated_mail_ends_with_exactly_one_disposition(settings, factory, share
     one()
     print("\n" + stats.report(time.monotonic() - start))
     assert stats.mails >= EXAMPLES * 0.9
+    # Collected rather than raised at once, so a long run reports every slow mail and its counts.
+    assert stats.over_budget == []

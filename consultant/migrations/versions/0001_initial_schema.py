@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 23:56:45.193564
+Create Date: 2026-12-01 08:25:16.845279
 """
 from alembic import op
 import sqlalchemy as sa
@@ -101,6 +101,8 @@ def upgrade() -> None:
     sa.Column('plan', sa.String(length=32), nullable=False),
     sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
     sa.Column('last_notice_at', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.Column('undeliverable_at', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.Column('undeliverable_reason', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email')
     )
