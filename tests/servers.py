@@ -239,6 +239,18 @@ class ImapServer:
         stop_process(self.proc, self.tmp)
 
 
+def empty_mailbox(server: ImapServer, user: str) -> None:
+    """Delete every message in every folder of ``user`` (tests that share the server)."""
+    from imapclient import IMAPClient
+
+    with IMAPClient(server.host, port=server.port, ssl=False) as client:
+        client.login(user, server.users[user])
+        for _flags, _delim, folder in client.list_folders():
+            client.select_folder(folder)
+            client.delete_messages(client.search("ALL"))
+            client.expunge()
+
+
 def _greeting(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
         return s.recv(64).startswith(b"* OK")

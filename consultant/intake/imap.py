@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.db import transaction
@@ -34,6 +35,9 @@ FETCH_BATCH = 100
 # Errors after which the connection is dropped and re-made with backoff.
 CONNECTION_ERRORS = (imaplib.IMAP4.abort, imaplib.IMAP4.error, IMAPClientError, OSError,
                      socket.timeout, EOFError)
+# The database going away (restart, failover, a cut connection) is retried the same way: the
+# state of the batch in hand is in the database, so nothing is lost by starting it again.
+DATABASE_ERRORS = (OperationalError, DBAPIError)
 
 
 @dataclass
@@ -208,7 +212,7 @@ class ImapPoller:
 
     def run_forever(self, on_poll: Callable[[PollResult], None] | None = None) -> None:
         """Poll, IDLE, repeat; reconnect with exponential backoff after any connection error
-        (``IMAP4.abort`` during IDLE included: imapclient issue #519)."""
+        (``IMAP4.abort`` during IDLE included: imapclient issue #519) or database error."""
         delay = 1.0
         while not self.stopping:
             try:
@@ -217,9 +221,10 @@ class ImapPoller:
                     on_poll(result)
                 delay = 1.0
                 self.wait_for_mail()
-            except CONNECTION_ERRORS as exc:
+            except (*CONNECTION_ERRORS, *DATABASE_ERRORS) as exc:
                 log.warning("IMAP %s: %s: %s; reconnecting in %.0f s", self.mailbox,
-                            type(exc).__name__, exc, delay)
+                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+                            delay)
                 self.disconnect()
                 self._sleep(delay)
                 delay = min(delay * 2, float(self.cfg.max_backoff))
