@@ -102,6 +102,11 @@ class ImapState(Base):
     uidvalidity: Mapped[int] = mapped_column(Integer)
     last_uid: Mapped[int] = mapped_column(Integer, default=0)
     last_fetch_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    # The mailbox's own trouble, kept apart from every other mailbox's: the last error, since
+    # when it has been failing, and how many attempts in a row failed (0 after a good fetch).
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failing_since: Mapped[datetime | None] = mapped_column(TZDateTime())
+    failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Requester(Base):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 08:25:16.845279
+Create Date: 2026-12-01 08:45:42.098286
 """
 from alembic import op
 import sqlalchemy as sa
@@ -91,6 +91,9 @@ def upgrade() -> None:
     sa.Column('uidvalidity', sa.Integer(), nullable=False),
     sa.Column('last_uid', sa.Integer(), nullable=False),
     sa.Column('last_fetch_at', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('failing_since', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.Column('failures', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('mailbox', 'folder')
     )
