@@ -74,6 +74,13 @@ def undeliverable(session: Session, address: str) -> Requester | None:
     return requester if requester is not None and requester.undeliverable_at is not None else None
 
 
+def undeliverable_json(requester: Requester) -> dict[str, str | None] | None:
+    """The mark as ``requesters show --json`` prints it (None: mail goes out normally)."""
+    if requester.undeliverable_at is None:
+        return None
+    return {"since": requester.undeliverable_at.isoformat(), "reason": requester.undeliverable_reason}
+
+
 def clear_undeliverable(factory: sessionmaker[Session], address: str, by: str) -> bool:
     """Allow mail to ``address`` again; False if it was not marked."""
     with transaction(factory) as session:
