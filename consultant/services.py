@@ -123,7 +123,7 @@ def start_smtpd(rt: Runtime) -> Any:
     s = rt.settings
     handler = IntakeHandler(rt.factory, {s.service.address, *s.service.aliases}, _enqueue_mail,
                             s.service.max_message_bytes)
-    return start_listener(handler, s.smtp_in.host, s.smtp_in.port)
+    return start_listener(handler, s.smtp_in.host, s.smtp_in.port, s.smtp_in.max_sessions)
 
 
 def stop_requested() -> threading.Event:

@@ -137,6 +137,8 @@ class ImapSettings:
 class SmtpInSettings:
     host: str = "127.0.0.1"
     port: int = 2525
+    # Simultaneous SMTP sessions; one more is answered 421 (try later).
+    max_sessions: int = 20
 
 
 @dataclass

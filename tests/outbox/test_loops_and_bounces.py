@@ -21,7 +21,8 @@ from tests.test_processing import ingest
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 NOTICE = {"subject": "s", "plan": "guest", "used": 1, "allowed": 1, "registered_extra": 5,
-          "service_address": "consult@cc.test", "service_name": "CaseConsultant"}
+          "org": None, "member_cap": None, "renews_on": None, "upgrade_address": "",
+          "upgrade_url": "", "service_address": "consult@cc.test", "service_name": "CaseConsultant"}
 
 
 def _answered_case(factory, settings, sender="coder@clinic.test"):  # type: ignore[no-untyped-def]
