@@ -15,6 +15,7 @@ from consultant.outbox import send as outbox_send
 from consultant.outbox.compose import new_message_id
 from consultant.outbox.notices import queue_notice
 from consultant.outbox.transport import SmtpTransport, make_transport
+from consultant.quota.admin import set_plan
 from consultant.review.actions import approve
 from tests.conftest import question_mail
 from tests.test_processing import ingest
@@ -89,7 +90,7 @@ def test_hard_bounce_of_an_answer_marks_the_address_until_cleared(factory, setti
         assert bounces.UNDELIVERABLE_FLAG in s.get(Case, case_id).flags
 
     # Nothing more goes to the address: neither an answer nor a notice.
-    settings.quota.guest = 5
+    set_plan(factory, settings, "coder@clinic.test", "registered", by="test")
     follow, _ = ingest(factory, settings, question_mail(sender="coder@clinic.test", subject="Another one"))
     with factory() as s:
         case = s.get(Case, follow.case_id)
