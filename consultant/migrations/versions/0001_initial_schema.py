@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 08:52:12.833219
+Create Date: 2026-12-01 09:09:12.612445
 """
 from alembic import op
 import sqlalchemy as sa
