@@ -157,3 +157,26 @@ def test_notices_leave_with_the_null_sender_and_answers_with_ours(factory, setti
         assert outbox_send.send_one(factory, settings, outbox_id, transport) == "sent"
     transport.close()
     assert [m["from"] for m in smtp_sink.messages] == ["<>", settings.service.address]
+
+
+def test_the_mark_is_shown_and_cleared_on_the_command_line(factory, settings, tmp_path, capsys):
+    import json
+
+    from consultant.cli import main as cli
+    from tests.helpers import write_config
+
+    _, sent = _answered_case(factory, settings)
+    ingest(factory, settings, _dsn(sent, "coder@clinic.test"))
+    config = str(write_config(settings, tmp_path / "cc.toml"))
+    capsys.readouterr()
+    assert cli(["--config", config, "requesters", "show", "coder@clinic.test", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["undeliverable"]
+    assert "5.1.1" in shown["reason"] and shown["since"]
+    assert cli(["--config", config, "requesters", "show", "coder@clinic.test"]) == 0
+    assert "UNDELIVERABLE since" in capsys.readouterr().out
+    assert cli(["--config", config, "requesters", "clear-undeliverable", "coder@clinic.test"]) == 0
+    assert "mail allowed again" in capsys.readouterr().out
+    assert cli(["--config", config, "requesters", "clear-undeliverable", "coder@clinic.test"]) != 0
+    assert "not marked undeliverable" in capsys.readouterr().err
+    assert cli(["--config", config, "requesters", "show", "coder@clinic.test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["undeliverable"] is None
