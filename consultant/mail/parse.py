@@ -41,7 +41,7 @@ MAX_TEXT_CHARS = 50_000
 MAX_HTML_CHARS = 4 * MAX_TEXT_CHARS
 MAX_ATTACHMENTS = 50
 __all__ = ["MAX_PARTS", "MailParseError", "MailView", "check_header_limits", "parse_mail",
-           "quick_headers", "raw_sha256", "shorten"]
+           "quick_headers", "raw_sha256", "safe_content", "shorten"]
 
 
 @dataclass
@@ -122,7 +122,7 @@ def without_nul(text: str) -> str:
     return text.replace("\x00", "") if "\x00" in text else text
 
 
-def _safe_content(part: Message) -> str:
+def safe_content(part: Message) -> str:
     """Decoded text of a part; unknown or lying charsets fall back instead of raising."""
     return without_nul(_decoded(part))
 
@@ -206,13 +206,13 @@ def parse_mail(raw: bytes) -> MailView:
         plain = html = None
     shortened: list[tuple[str, int, int]] = []
     if plain is not None:
-        text_body = _safe_content(plain)
+        text_body = safe_content(plain)
         if len(text_body) > MAX_TEXT_CHARS:
             full = len(text_body)
             text_body = shorten(text_body, MAX_TEXT_CHARS)
             shortened.append(("text/plain", full, len(text_body)))
     if html is not None:
-        html_body = _safe_content(html)
+        html_body = safe_content(html)
         if len(html_body) > MAX_HTML_CHARS:
             full = len(html_body)
             html_body = shorten(html_body, MAX_HTML_CHARS)
