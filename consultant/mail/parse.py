@@ -32,6 +32,7 @@ from consultant.mail.guards import (
     repair_headers,
     split_header_block,
 )
+from consultant.mail.tnef import read_tnef
 
 # What the pipeline reads of a body (the raw mail is kept whole).  A real coding question is a
 # few thousand characters; drafting costs ~20 ms of CPU per 1,000 characters of dense code
@@ -218,6 +219,25 @@ def parse_mail(raw: bytes) -> MailView:
             html_body = shorten(html_body, MAX_HTML_CHARS)
             shortened.append(("text/html", full, len(html_body)))
     attachments = list_attachments(parts, {id(plain), id(html)})
+    for part in parts:
+        if part.get_content_type() != "application/ms-tnef":
+            continue
+        try:
+            data = part.get_payload(decode=True)
+        except Exception:  # noqa: BLE001 - an undecodable part is already listed
+            continue
+        if not isinstance(data, bytes):
+            continue
+        tnef = read_tnef(data)
+        # Outlook "rich text" mail: the body is inside winmail.dat, often nowhere else.
+        if not text_body.strip() and tnef.text.strip():
+            text_body = shorten(tnef.text, MAX_TEXT_CHARS)
+        if html_body is None and tnef.html:
+            html_body = shorten(tnef.html, MAX_HTML_CHARS)
+        attachments.extend(tnef.attachments[:max(0, MAX_ATTACHMENTS - len(attachments))])
+        if tnef.note:
+            attachments.append({"filename": "winmail.dat", "content_type": "application/ms-tnef",
+                                "size": len(data), "note": tnef.note})
 
     from_header = _header_str(msg, "From")
     name, addr = parseaddr(from_header)
