@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench lint migration clean fuzz chaos
+.PHONY: demo test bench bench-long lint migration clean fuzz chaos
 
 $(BIN)/caseconsultant: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ CHAOS_SECONDS ?= 120
 chaos: $(BIN)/caseconsultant
 	CC_CHAOS_MAILS=$(CHAOS_MAILS) CC_CHAOS_SECONDS=$(CHAOS_SECONDS) $(BIN)/pytest -s -q \
 		-p no:cacheprovider --timeout=0 tests/chaos
+
+# Sustained load: 60 s of arrivals per latency rate and per capacity step (about 20 minutes more).
+bench-long: $(BIN)/caseconsultant
+	$(BIN)/python -m bench --long
 
 lint: $(BIN)/caseconsultant
 	$(BIN)/ruff check .

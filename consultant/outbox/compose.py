@@ -20,7 +20,7 @@ from email.utils import format_datetime
 
 from consultant.mail.msgid import signer_for
 from consultant.mail.rules import LOOP_HEADER
-from consultant.models import Outbox, utcnow
+from consultant.models import utcnow
 from consultant.settings import Settings
 
 MAX_REFERENCES = 10
@@ -59,11 +59,11 @@ def new_message_id(settings: Settings) -> str:
     return signer_for(settings).new()
 
 
-def envelope_sender(settings: Settings, out: Outbox) -> str:
-    """MAIL FROM for an outbox row: our address for answers (their bounces must reach us, to
-    mark the address undeliverable), the null sender for automatic notices (RFC 3834 §3.3:
-    a bounce of an automatic message must not cause more mail)."""
-    return settings.service.address if out.approved_by else ""
+def envelope_sender(settings: Settings, approved_by: str | None) -> str:
+    """MAIL FROM for an outbox row: our address for what a consultant approved (its bounces
+    must reach us, to mark the address undeliverable), the null sender for automatic notices
+    (RFC 3834 §3.3: a bounce of an automatic message must not cause more mail)."""
+    return settings.service.address if approved_by else ""
 
 
 def capped_references(references: list[str], in_reply_to: str | None) -> list[str]:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 09:09:12.612445
+Create Date: 2026-12-01 09:39:14.608624
 """
 from alembic import op
 import sqlalchemy as sa
