@@ -38,6 +38,9 @@ class ApproveBody(BaseModel):
     kind: Literal["answer", "needs_info"] | None = Field(
         None, description="send as an answer (charges quota) or a clarifying question; "
                           "default: the kind of the latest draft")
+    confirm_phi: bool = Field(
+        False, description="required (true) when patient identifiers were removed from the "
+                           "case's mail: the consultant confirms the answer holds none of them")
 
 
 class RejectBody(BaseModel):
@@ -132,13 +135,14 @@ def create_api(console: Console) -> FastAPI:
     def approve_case(case_id: int, user: User, body: ApproveBody | None = None) -> dict[str, Any]:
         text = body.text if body else None
         kind = body.kind if body else None
+        confirm_phi = body.confirm_phi if body else False
         if text is not None and not text.strip():
             raise HTTPException(status_code=422, detail="refusing to approve an empty answer")
         with console.factory() as session:
             _case(session, case_id)
         try:
             effects = actions.approve(console.factory, console.settings, case_id, text=text,
-                                      by=user.email, kind=kind)
+                                      by=user.email, kind=kind, confirm_phi=confirm_phi)
         except actions.ActionError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         console.dispatch(effects)

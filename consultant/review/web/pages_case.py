@@ -17,6 +17,7 @@ from sqlalchemy.orm import selectinload
 
 from consultant.mail.rules import CHAIN
 from consultant.models import AWAITING_REVIEW, NEEDS_INFO, Case
+from consultant.privacy.redact import Summary
 from consultant.review import actions
 from consultant.review.web import mailview, queries
 from consultant.review.web.app import Console, console_of, posted
@@ -95,7 +96,8 @@ def case_page(request: Request, case_id: int) -> Response:
             "editable": case.status in (AWAITING_REVIEW, NEEDS_INFO),
             "next_case": _next_case_id(session, case), "notes_enabled": notes is not None,
             "notes": related_notes[:20], "note_subject": "+".join(codes[:2]),
-            "drafts": list(reversed(case.drafts))})
+            "drafts": list(reversed(case.drafts)),
+            "removed": Summary.from_json(case.redaction)})
 
 
 def _text(form: Any, name: str = "text") -> str:
@@ -132,7 +134,8 @@ async def approve(request: Request, case_id: int) -> Response:
         # "Approve and send" always sends an answer, even when the machine drafted a question
         # (the consultant replaced it); questions go out through "Request info".
         effects = actions.approve(console.factory, console.settings, case_id, text=text,
-                                  by=user.email, kind="answer")
+                                  by=user.email, kind="answer",
+                                  confirm_phi=bool(form.get("confirm_phi")))
     except actions.ActionError as exc:
         return console.redirect(f"/cases/{case_id}", str(exc), "error")
     # Only now, after the approval committed, may the send be enqueued.
@@ -149,7 +152,7 @@ async def request_info(request: Request, case_id: int) -> Response:
     text = _text(form)
     try:
         effects = actions.request_info(console.factory, console.settings, case_id, text=text,
-                                       by=user.email)
+                                       by=user.email, confirm_phi=bool(form.get("confirm_phi")))
     except actions.ActionError as exc:
         return console.redirect(f"/cases/{case_id}", str(exc), "error")
     console.dispatch(effects)
