@@ -23,6 +23,7 @@ from consultant.db import make_engine, make_session_factory, upgrade
 from consultant.intake.store import Location, store_raw
 from consultant.models import AWAITING_REVIEW, NEEDS_INFO, Case, InboundMail
 from consultant.outbox import send as outbox_send
+from consultant.privacy.crypto import load_keys
 from consultant.processing import draft_case, process_mail
 from consultant.review.actions import ActionError, approve
 from tests.conftest import make_settings
@@ -51,7 +52,7 @@ class Instance:
         self.settings = make_settings(url, tmp_path / name, service={
             "address": address, "message_id_secret": name, **service})
         self.review = review
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, keys=load_keys(self.settings.privacy))
         self.factory = make_session_factory(self.engine)
         self.address, self.net = address, net
         self.approved: set[int] = set()
