@@ -129,10 +129,12 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
     from consultant.drafting import draft
     from consultant.intake import store
     from consultant.intake.store import Location, store_raw
+    from consultant.privacy.crypto import load_keys
 
     env.flush_redis()
     settings = env.settings(env.new_database(), "ingest")
-    engine = make_engine(settings.database.url)
+    keys = load_keys(settings.privacy)
+    engine = make_engine(settings.database.url, keys=keys)
     factory = make_session_factory(engine)
     questions = [question_mail(i, tag="stages")[1] for i in range(200 if sizes.quick else 600)]
     mails = [("questions", questions)]
@@ -146,7 +148,7 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
     figures: list[Figure] = []
     for label, raws in mails:
         # A fresh engine per set: the listeners below stay on it, and it is dropped after.
-        engine = make_engine(settings.database.url)
+        engine = make_engine(settings.database.url, keys=keys)
         factory = make_session_factory(engine)
         clock = Clock()
         counts = instrument_engine(engine, clock)

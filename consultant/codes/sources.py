@@ -42,10 +42,27 @@ class Sources:
         return [r for (k, _), r in sorted(self.releases.items()) if k == kind]
 
 
+_RELEASES_KEY = "caseconsultant.codes.sources.releases"
+
+
+def _releases(session: Session) -> dict[tuple[str, str], ReleaseRef]:
+    """The releases in force, queried once per transaction: drafting one mail opens sources
+    several times (the analysis and each look-up), and an import commits in its own."""
+    if not session.in_transaction():
+        return current_releases(session)
+    transaction = session.get_transaction()
+    cached = session.info.get(_RELEASES_KEY)
+    if cached is not None and cached[0] is transaction:
+        return dict(cached[1])
+    releases = current_releases(session)
+    session.info[_RELEASES_KEY] = (transaction, releases)
+    return dict(releases)
+
+
 @contextmanager
 def open_sources(session: Session) -> Iterator[Sources]:
-    """Resolve the releases once for a whole lookup/analysis (one query)."""
-    releases = current_releases(session)
+    """Resolve the releases once for a whole lookup/analysis (one query per transaction)."""
+    releases = _releases(session)
     imported = releases.get((KIND_ICD10CM, ""))
     if imported is not None:
         yield Sources(session, releases, session, imported)

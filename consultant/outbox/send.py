@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.selectable import ScalarSelect
+from sqlalchemy.sql.selectable import ScalarSelect, Select
 
 from consultant.db import transaction
 from consultant.models import (
@@ -93,7 +93,6 @@ def _due(now: datetime) -> ColumnElement[bool]:
 def _claim_in(conn: Connection, outbox_id: int | None) -> Claimed | None:
     """Move ``outbox_id`` (or, for None, the oldest due row no other sender holds) to
     ``sending`` in the caller's transaction; None if it is not pending and due."""
-    _hold_undeliverable(conn)
     now = utcnow()
     target: int | ScalarSelect[int] | None = outbox_id
     if target is None:
@@ -104,31 +103,36 @@ def _claim_in(conn: Connection, outbox_id: int | None) -> Claimed | None:
     # The status test in the UPDATE itself makes the claim atomic: of two senders claiming one
     # row, the second waits for the first's row lock, re-reads the row and claims nothing.
     row = conn.execute(
-        update(Outbox).where(Outbox.id == target, _due(now))
+        update(Outbox).where(Outbox.id == target, _due(now), Outbox.to_addr.not_in(_undeliverable()))
         .values(status=OUT_SENDING, attempts=Outbox.attempts + 1, sending_started_at=now,
                 claimed_by=_owner())
         .returning(*_CLAIMED)).first()
     return Claimed(*row) if row is not None else None
 
 
-def _hold_undeliverable(conn: Connection) -> None:
+def _undeliverable() -> Select[str]:
+    return select(Requester.email).where(Requester.undeliverable_at.is_not(None))
+
+
+def _hold_undeliverable(session: Session) -> None:
     """Pending rows to an address a hard bounce marked undeliverable go to ``needs_check``
-    instead of out: nothing more is sent there until a human clears the mark."""
-    marked = select(Requester.email).where(Requester.undeliverable_at.is_not(None))
-    held = conn.execute(
-        update(Outbox).where(Outbox.status == OUT_PENDING, Outbox.to_addr.in_(marked))
+    instead of out (and are never claimed): nothing more is sent there until a human clears
+    the mark."""
+    held = session.connection().execute(
+        update(Outbox).where(Outbox.status == OUT_PENDING, Outbox.to_addr.in_(_undeliverable()))
         .values(status=OUT_NEEDS_CHECK,
                 last_error="not sent: the address is marked undeliverable (`requesters show "
                            "ADDRESS`); after `requesters clear-undeliverable ADDRESS`, "
                            "`outbox resolve ID --resend`")
         .returning(Outbox.id, Outbox.case_id, Outbox.to_addr)).all()
     for outbox_id, case_id, to_addr in held:
-        conn.execute(insert(AuditEvent).values(
-            case_id=case_id, actor="system", action="needs_check",
-            detail={"outbox_id": outbox_id, "why": f"{to_addr} is marked undeliverable"}))
+        # Through the session, so the audit chain seals it at commit (as _record_sent_in).
+        session.add(AuditEvent(case_id=case_id, actor="system", action="needs_check",
+                               detail={"outbox_id": outbox_id, "why": f"{to_addr} is marked undeliverable"}))
 
 
-def _record_sent_in(conn: Connection, outbox_id: int, how: str) -> None:
+def _record_sent_in(session: Session, outbox_id: int, how: str) -> None:
+    conn = session.connection()
     row = conn.execute(update(Outbox).where(Outbox.id == outbox_id)
                        .values(status=OUT_SENT, sent_at=utcnow(), last_error=None)
                        .returning(Outbox.case_id, Outbox.kind, Outbox.message_id)).first()
@@ -136,13 +140,15 @@ def _record_sent_in(conn: Connection, outbox_id: int, how: str) -> None:
     case_id, kind, message_id = row
     if case_id is not None and kind == "answer":
         conn.execute(update(Case).where(Case.id == case_id).values(status=SENT))
-    conn.execute(insert(AuditEvent).values(
-        case_id=case_id, actor="system", action="sent",
-        detail={"outbox_id": outbox_id, "message_id": message_id, "kind": kind, "how": how}))
+    # Added through the session, not inserted through the connection: the audit chain seals
+    # the events a session added when it commits (consultant.audit.chain).
+    session.add(AuditEvent(case_id=case_id, actor="system", action="sent",
+                           detail={"outbox_id": outbox_id, "message_id": message_id,
+                                   "kind": kind, "how": how}))
 
 
 def _engine(factory: sessionmaker[Session]) -> Engine:
-    """The engine behind ``factory``: the sender works on one Core connection of it."""
+    """The engine behind ``factory``: the sender keeps one connection of it for a run."""
     engine = factory.kw["bind"]
     assert isinstance(engine, Engine)
     return engine
@@ -177,16 +183,20 @@ def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Tr
     def more() -> bool:
         return len(results) < limit and (deadline is None or time.monotonic() < deadline)
 
-    with _engine(factory).connect() as conn:
-        with conn.begin():
-            current = _claim_in(conn, first_id)
+    # One connection for the whole run (a pooled checkout per transaction would cost a pre-ping
+    # round trip each), used through one session so the audit chain sees every commit.
+    with _engine(factory).connect() as conn, factory(bind=conn) as session:
+        with session.begin():
+            _hold_undeliverable(session)
+            current = _claim_in(session.connection(), first_id)
             if current is None and first_id is not None:
-                status = conn.execute(select(Outbox.status).where(Outbox.id == first_id)).scalar()
+                status = session.connection().execute(
+                    select(Outbox.status).where(Outbox.id == first_id)).scalar()
                 results[first_id] = status or "missing"
                 # Its own row was sent by another run: help with the backlog, if there is one
                 # (otherwise two senders would not drain it together: the second would only
                 # meet rows the first had already sent).
-                current = _claim_in(conn, None) if more() else None
+                current = _claim_in(session.connection(), None) if more() else None
         while current is not None:
             try:
                 transport.send(current.raw, envelope_sender(settings, current.approved_by),
@@ -198,8 +208,8 @@ def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Tr
             except PermanentFailure as exc:
                 results[current.id] = _record_failure(factory, settings, current.id, str(exc),
                                                       permanent=True)
-                with conn.begin():
-                    current = _claim_in(conn, None) if more() else None
+                with session.begin():
+                    current = _claim_in(session.connection(), None) if more() else None
                 continue
             except Exception as exc:  # noqa: BLE001 - unknown transport error: outcome unknown
                 _mark_needs_check(factory, current.id, f"unexpected error while sending: {exc!r}")
@@ -216,15 +226,15 @@ def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Tr
             results[current.id] = OUT_SENT
             # One commit records this message and claims the next: a crash before it leaves
             # this row in "sending" (reconciled) and the next still "pending" (sent later).
-            with conn.begin():
-                _record_sent_in(conn, current.id, how="smtp accepted")
-                current = _claim_in(conn, None) if more() else None
+            with session.begin():
+                _record_sent_in(session, current.id, how="smtp accepted")
+                current = _claim_in(session.connection(), None) if more() else None
     return results
 
 
 def _record_sent(factory: sessionmaker[Session], outbox_id: int, how: str) -> None:
-    with _engine(factory).begin() as conn:
-        _record_sent_in(conn, outbox_id, how)
+    with transaction(factory) as session:
+        _record_sent_in(session, outbox_id, how)
 
 
 def _record_failure(factory: sessionmaker[Session], settings: Settings, outbox_id: int,

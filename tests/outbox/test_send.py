@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from email.utils import make_msgid
 
+from sqlalchemy import select
+
 from consultant.intake.store import Location, store_raw
 from consultant.models import Case, Outbox, QuotaEntry
 from consultant.outbox.compose import MAX_REFERENCES, capped_references, reply_subject
@@ -155,6 +157,16 @@ def test_a_send_run_goes_on_with_due_answers_and_leaves_the_rest(factory, settin
     assert send_batch(factory, settings, transport, first_id=first, limit=10) == {first: "sent"}
     assert len(smtp_sink.messages) == 3
     transport.close()
+    # Each send is audited, and the events are sealed into the audit chain like any other.
+    from consultant.audit.verify import verify
+    from consultant.models import AuditEvent
+
+    with factory() as s:
+        sent = s.execute(select(AuditEvent).where(AuditEvent.action == "sent")).scalars().all()
+    assert sorted(e.detail["outbox_id"] for e in sent) == sorted([first, second, third])
+    assert all(e.seq is not None for e in sent)
+    result = verify(factory)
+    assert result.ok, result.problems
 
 
 def test_a_temporary_failure_ends_the_run(factory, settings, smtp_sink):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 09:52:26.710289
+Create Date: 2026-12-01 10:07:45.534738
 """
 from alembic import op
 import sqlalchemy as sa

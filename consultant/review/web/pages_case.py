@@ -21,6 +21,7 @@ from consultant.privacy.redact import Summary
 from consultant.review import actions
 from consultant.review.web import mailview, queries
 from consultant.review.web.app import Console, console_of, posted
+from consultant.senders import hold as sender_rules
 from consultant.views import case_json
 
 router = APIRouter()
@@ -33,6 +34,7 @@ RULE_DESCRIPTIONS = {rule.name: rule.description for rule, _ in CHAIN} | {
     "over_quota": "the requester has no answers left on their plan",
     "is_duplicate": "a second delivery of a Message-ID already received",
     "is_from_self": "sent from the service's own address",
+    **sender_rules.DESCRIPTIONS,
 }
 
 
