@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import case, func, inspect, select
 from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
 
 from consultant.db import reading, transaction
@@ -96,6 +97,8 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         assert mail is not None
         if mail.disposition is not None:
             return Effects()  # another worker finished it meanwhile
+        # Given to the row as loaded (not as a change): redaction reads it without a SELECT.
+        set_committed_value(mail, "raw", raw)
         mail.attempts += 1
         mail.processed_at = utcnow()
         if view is None:
