@@ -28,6 +28,7 @@ from consultant.models import (
     NEEDS_INFO,
     RECEIVED,
     SENT,
+    UNVERIFIED,
     AuditEvent,
     Case,
     Draft,
@@ -36,9 +37,11 @@ from consultant.models import (
     utcnow,
 )
 from consultant.privacy.mail import redact_mail
-from consultant.privacy.redact import Summary
+from consultant.privacy.redact import Summary, redact_text
 from consultant.quota import ledger, registration
 from consultant.quota import notices as quota_notices
+from consultant.senders import authenticity
+from consultant.senders import hold as sender_rules
 from consultant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,12 +69,12 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         # The raw bytes only when there is work to do: a redelivered task for a decided mail
         # costs this one SELECT.
         row = session.execute(
-            select(InboundMail.disposition, InboundMail.size,
+            select(InboundMail.disposition, InboundMail.size, InboundMail.source,
                    case((InboundMail.disposition.is_(None), InboundMail.raw)))
             .where(InboundMail.id == mail_id)).first()
     if row is None:
         raise LookupError(f"inbound mail {mail_id} does not exist")
-    disposition, size, raw = row
+    disposition, size, source, raw = row
     if disposition is not None:
         return Effects()
     if raw is None:
@@ -88,6 +91,8 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
             view = parse_mail(raw)
         except MailParseError as exc:
             reason = str(exc)
+    # Also outside the transaction: a DKIM key lookup can take seconds.
+    verdict = authenticity.check(settings.authenticity, raw, view, source) if view else None
 
     effects = Effects()
     with transaction(factory) as session:
@@ -110,8 +115,8 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         mail.from_addr = view.from_addr
         # Stored for humans (queue, console, logs): redacted.  Only the encrypted raw mail keeps
         # the original.
-        mail.subject = redact_mail(view, ours=_our_addresses(settings)).subject
-        _classify_person_mail(session, settings, mail, view, effects)
+        mail.subject = redact_text(view.subject).text
+        _classify_person_mail(session, settings, mail, view, effects, verdict)
         _audit_classified(session, mail)
     return effects
 
@@ -133,7 +138,8 @@ def _dispose(mail: InboundMail, disposition: str, hits: list[str], reason: str |
 
 
 def _classify_person_mail(session: Session, settings: Settings, mail: InboundMail,
-                          view: MailView, effects: Effects) -> None:
+                          view: MailView, effects: Effects,
+                          verdict: authenticity.Verdict | None = None) -> None:
     disposition, hits = classify_machine_mail(view)
     if disposition is not None:
         _dispose(mail, disposition, hits, f"rule {hits[0]}")
@@ -162,6 +168,16 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
             effects.draft_case_ids.extend(held)
             if notice_id is not None:
                 effects.outbox_ids.append(notice_id)
+        if sender_rules.confirms(session, case, view):
+            sender_rules.confirm(session, case, mail)
+            case.status = RECEIVED
+        # A REGISTER reply answers our over-quota notice, which proves the address just as a
+        # confirmation does, so it is not screened again.
+        elif "is_registration" not in mail.rule_hits and \
+                sender_rules.screen(settings, mail, case, verdict) and \
+                case.status in (*REDRAFT_STATUSES, UNVERIFIED):
+            _hold_unverified(session, settings, case, mail, verdict, effects)
+            return
         if case.status in REDRAFT_STATUSES:
             case.status = RECEIVED
             session.flush()
@@ -182,9 +198,20 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
     session.flush()
     session.add(AuditEvent(case_id=case.id, actor="system", action="received",
                            detail={"mail_id": mail.id}))
+    if sender_rules.screen(settings, mail, case, verdict):
+        _hold_unverified(session, settings, case, mail, verdict, effects)
+        return
     draft_or_hold(session, settings, case, effects, {mail.id: view})
     if case.status == HELD_QUOTA:
         _dispose(mail, "held_quota", ["new_case", "over_quota"])
+
+
+def _hold_unverified(session: Session, settings: Settings, case: Case, mail: InboundMail,
+                     verdict: authenticity.Verdict | None, effects: Effects) -> None:
+    assert verdict is not None
+    notice_id = sender_rules.hold(session, settings, case, mail, verdict)
+    if notice_id is not None:
+        effects.outbox_ids.append(notice_id)
 
 
 def _is_duplicate(session: Session, mail: InboundMail, message_id: str) -> bool:
@@ -242,8 +269,8 @@ def case_question(session: Session, settings: Settings, case: Case,
     pieces = []
     summary = Summary()
     for mail in case.mails:
-        if mail.disposition not in {"case", "followup", "held_quota"} or \
-                "is_registration" in (mail.rule_hits or []):
+        if mail.disposition not in {"case", "followup", "held_quota", "held_unverified"} or \
+                {"is_registration", sender_rules.CONFIRMS_RULE} & set(mail.rule_hits or []):
             continue
         if mail.raw is None:
             continue  # purged after the retention period; its redacted case text remains

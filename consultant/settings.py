@@ -177,6 +177,32 @@ class QuotaSettings:
             raise ConfigError(f"[quota] timezone: unknown time zone {self.timezone!r}") from None
 
 
+AUTHENTICITY_POLICIES = ("off", "warn", "hold")
+
+
+@dataclass
+class AuthenticitySettings:
+    # off: no check.  warn: record the result on the case, answer as usual.  hold: a mail whose
+    # sender is not verified is held as `unverified` until the address confirms by reply.
+    policy: str = "off"
+    # The authserv-id our own receiving MTA writes in Authentication-Results (RFC 8601);
+    # headers with any other id were written by someone else and are ignored.
+    authserv_id: str = ""
+    # Mail taken in by our SMTP listener has no upstream MTA: verify its DKIM signature here.
+    verify_dkim: bool = False
+    # DNS servers ("host" or "host:port") for DKIM key lookups; empty: the system resolver.
+    dns_servers: list[str] = field(default_factory=list)
+    dns_timeout: float = 5.0
+
+    def check(self) -> None:
+        if self.policy not in AUTHENTICITY_POLICIES:
+            raise ConfigError(f"[authenticity] policy: one of {', '.join(AUTHENTICITY_POLICIES)}, "
+                              f"got {self.policy!r}")
+        if self.policy != "off" and not self.authserv_id and not self.verify_dkim:
+            raise ConfigError("[authenticity] policy is on but neither authserv_id nor "
+                              "verify_dkim is set: nothing could ever verify a sender")
+
+
 @dataclass
 class ConsoleSettings:
     host: str = "127.0.0.1"
@@ -226,6 +252,7 @@ class Settings:
     smtp_in: SmtpInSettings = field(default_factory=SmtpInSettings)
     smtp_out: SmtpOutSettings = field(default_factory=SmtpOutSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
+    authenticity: AuthenticitySettings = field(default_factory=AuthenticitySettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     workers: WorkersSettings = field(default_factory=WorkersSettings)
@@ -310,6 +337,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             raise ConfigError(f"{name}: unknown section {section!r}")
     _resolve_relative_sqlite(settings, chosen)
     settings.quota.check()
+    settings.authenticity.check()
     return settings
 
 

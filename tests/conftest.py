@@ -29,8 +29,10 @@ def redis_server() -> Iterator[servers.Server]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: servers.Server) -> str:
-    return servers.redis_db_url(redis_server.url)
+def redis_url(redis_server: servers.Server) -> Iterator[str]:
+    url = servers.redis_db_url(redis_server.url)
+    yield url
+    servers.release_redis_db(url)
 
 
 @pytest.fixture(scope="session")

@@ -116,23 +116,54 @@ def start_redis() -> Server:
     return Server(f"redis://127.0.0.1:{port}/0", proc, tmp)
 
 
+def _pid_alive(value: bytes | None) -> bool:
+    try:
+        os.kill(int(value or b"0"), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return int(value or b"0") > 0
+
+
 def redis_db_url(base: str) -> str:
-    """A Redis database of its own for this test run (flushed), so runs don't share queues."""
+    """A Redis database of its own for this test run (flushed), so runs don't share queues.
+
+    A claim is a marker key holding the claiming pid; a claim whose process is gone (runs on
+    this machine share it) is taken over, since a shared database lets another run's worker
+    take this run's tasks (seen as mails that never got processed)."""
     import redis
 
     root = base.rsplit("/", 1)[0] if base.count("/") > 2 else base
-    for db in range(1 + os.getpid() % 14, 16):
+    me = str(os.getpid())
+    for db in [*range(1 + os.getpid() % 15, 16), *range(1, 1 + os.getpid() % 15)]:
         url = f"{root}/{db}"
         client = redis.Redis.from_url(url)
-        # Claim the db with a marker key; a concurrent run picks another.
-        if client.set("caseconsultant:test-run", str(os.getpid()), nx=True, ex=3600):
-            client.flushdb()
-            client.set("caseconsultant:test-run", str(os.getpid()), ex=3600)
+        try:
+            holder = client.get("caseconsultant:test-run")
+            if holder is not None and holder.decode() != me and _pid_alive(holder):
+                continue
+            # Claim it; if another run claimed it in the meantime, the value is not ours.
+            client.set("caseconsultant:test-run", me, ex=3600)
+            if client.get("caseconsultant:test-run") == me.encode():
+                client.flushdb()
+                client.set("caseconsultant:test-run", me, ex=3600)
+                return url
+        finally:
             client.close()
-            return url
+    unavailable("every Redis database 1-15 is claimed by a live test run; wait for one to end")
+    raise AssertionError("unreachable")
+
+
+def release_redis_db(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        if client.get("caseconsultant:test-run") == str(os.getpid()).encode():
+            client.delete("caseconsultant:test-run")
+    finally:
         client.close()
-    url = f"{root}/15"
-    return url
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------

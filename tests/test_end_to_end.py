@@ -4,6 +4,7 @@ draft → CLI approval → SMTP sink, with the guest quota, the over-quota notic
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from email.utils import make_msgid
 
 import pytest
@@ -20,8 +21,11 @@ from tests.helpers import write_config
 from tests.servers import wait_for
 
 
-@pytest.fixture
-def service(tmp_path, postgres_url, redis_url, imap_server, smtp_sink):  # type: ignore[no-untyped-def]
+@contextmanager
+def running_service(tmp_path, postgres_url, redis_url, imap_server, smtp_sink,  # type: ignore[no-untyped-def]
+                    adjust=None):
+    """Poller, Celery worker and sender on real servers; ``adjust(settings)`` runs before the
+    config file is written (the CLI and the worker read the same settings)."""
     from consultant.db import upgrade
     from workers.app import app, configure
 
@@ -32,6 +36,8 @@ def service(tmp_path, postgres_url, redis_url, imap_server, smtp_sink):  # type:
         "idle_timeout": 5, "max_backoff": 2,
     }, smtp_out={"maildir": "", "host": smtp_sink.host, "port": smtp_sink.port})
     settings.broker.url = redis_url
+    if adjust is not None:
+        adjust(settings)
     with IMAPClient(imap_server.host, port=imap_server.port, ssl=False) as c:
         c.login("consult", imap_server.users["consult"])
         for folder in ("INBOX", "Sent"):
@@ -50,6 +56,12 @@ def service(tmp_path, postgres_url, redis_url, imap_server, smtp_sink):  # type:
         finally:
             poller.stop()
             rt.dispose()
+
+
+@pytest.fixture
+def service(tmp_path, postgres_url, redis_url, imap_server, smtp_sink):  # type: ignore[no-untyped-def]
+    with running_service(tmp_path, postgres_url, redis_url, imap_server, smtp_sink) as running:
+        yield running
 
 
 def append(imap_server, raw: bytes) -> None:  # type: ignore[no-untyped-def]

@@ -115,6 +115,8 @@ CONTEXTS: dict[str, dict[str, Any]] = {
                    "org": None, "member_cap": None, "renews_on": None,
                    "upgrade_address": "sales@cc.test", "upgrade_url": "https://cc.test/plans",
                    "service_address": "consult@cc.test", "service_name": "CC"},
+    "verify_sender": {"subject": HOSTILE, "email": "a@b.test", "service_name": "CC",
+                      "service_address": "consult@cc.test"},
     "acknowledgement": {"requester_name": HOSTILE, "subject": HOSTILE, "tag": "[CC-7]",
                         "turnaround_hours": 4, "service_name": "CC"},
     "registration": {"requester_name": HOSTILE, "email": "a@b.test", "plan": "registered",
@@ -141,7 +143,7 @@ def test_renders_both_parts(name: str) -> None:
     assert text.strip()
     assert "&lt;script&gt;" not in text and "&amp;" not in text  # plain text is not escaped
     tree = check_html(html)
-    if name not in ("phi_warning", "over_quota", "registration"):
+    if name not in ("phi_warning", "over_quota", "registration", "verify_sender"):
         # The hostile text survives as visible text, never as markup.
         assert HOSTILE in "".join(tree.text)
 

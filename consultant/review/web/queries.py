@@ -15,6 +15,7 @@ from consultant.models import (
     HELD_QUOTA,
     NEEDS_INFO,
     RECEIVED,
+    UNVERIFIED,
     AuditEvent,
     Case,
     Requester,
@@ -24,7 +25,7 @@ from consultant.quota import ledger
 from consultant.settings import Settings
 
 # What "the queue" means by default: everything a consultant still has to look at.
-OPEN = (AWAITING_REVIEW, NEEDS_INFO, HELD_QUOTA, RECEIVED)
+OPEN = (AWAITING_REVIEW, NEEDS_INFO, HELD_QUOTA, UNVERIFIED, RECEIVED)
 STATUS_FILTERS = ("open", "all", *CASE_STATUSES)
 QUEUE_LIMIT = 500
 
