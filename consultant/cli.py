@@ -307,22 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--resend", action="store_true", help="it did not; send it again")
     p.add_argument("--by", default="cli")
 
-    for module in ("consultant.codes.cli", "consultant.review.cli", "consultant.drafting.cli",
-                   "consultant.quota.cli", "consultant.privacy.cli", "consultant.audit.cli"):
-        _register_optional(module, sub)
+    # Every command family is part of the package: a missing module is an error, not a skip.
+    from consultant.audit import cli as audit_cli
+    from consultant.codes import cli as codes_cli
+    from consultant.drafting import cli as drafting_cli
+    from consultant.privacy import cli as privacy_cli
+    from consultant.quota import cli as quota_cli
+    from consultant.review import cli as review_cli
+
+    for mod in (codes_cli, review_cli, drafting_cli, quota_cli, privacy_cli, audit_cli):
+        mod.register(sub)
     return parser
-
-
-def _register_optional(module: str, sub: Any) -> None:
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return
-        raise
-    mod.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import case, func, inspect, select
 from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
 
 from consultant.db import reading, transaction
@@ -37,7 +38,7 @@ from consultant.models import (
 )
 from consultant.outbox import bounces
 from consultant.privacy.mail import redact_mail
-from consultant.privacy.redact import Summary
+from consultant.privacy.redact import Summary, redact_text
 from consultant.quota import ledger, registration
 from consultant.quota import notices as quota_notices
 from consultant.senders import authenticity
@@ -102,6 +103,8 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         assert mail is not None
         if mail.disposition is not None:
             return Effects()  # another worker finished it meanwhile
+        # Given to the row as loaded (not as a change): redaction reads it without a SELECT.
+        set_committed_value(mail, "raw", raw)
         mail.attempts += 1
         mail.processed_at = utcnow()
         if view is None:
@@ -113,7 +116,7 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         mail.from_addr = view.from_addr
         # Stored for humans (queue, console, logs): redacted.  Only the encrypted raw mail keeps
         # the original.
-        mail.subject = redact_mail(view, ours=_our_addresses(settings)).subject
+        mail.subject = redact_text(view.subject).text
         _classify_person_mail(session, settings, mail, view, effects, verdict)
         _note_shortened(session, mail, view)
         _audit_classified(session, mail)

@@ -98,24 +98,6 @@ def test_requesters_show_and_plan_changes_need_admin(console, api):
     assert no_why.status_code == 422 and "why" in no_why.json()["error"]
 
 
-def test_codes_answer_503_until_the_knowledge_base_offers_them(console, api, monkeypatch):
-    import consultant.codes.api as codes_api
-
-    monkeypatch.delattr(codes_api, "lookup", raising=False)
-    monkeypatch.delattr(codes_api, "search", raising=False)
-    assert api.get("/api/v1/codes/99214").status_code == 503
-    assert api.get("/api/v1/codes/search", params={"q": "office visit"}).json() == {
-        "error": "code search is not available yet"}
-
-    monkeypatch.setattr(codes_api, "lookup", lambda session, code: {"system": "CPT", "code": code}
-                        if code == "99214" else None, raising=False)
-    monkeypatch.setattr(codes_api, "search", lambda session, q, system=None, limit=10: [{"code": "99214"}],
-                        raising=False)
-    assert api.get("/api/v1/codes/99214").json() == {"system": "CPT", "code": "99214"}
-    assert api.get("/api/v1/codes/00000").status_code == 404
-    assert api.get("/api/v1/codes/search", params={"q": "office visit"}).json() == [{"code": "99214"}]
-
-
 def test_openapi_describes_the_api(console):
     spec = console.client().get("/api/v1/openapi.json").json()
     assert spec["info"]["title"] == "CaseConsultant API"

@@ -9,7 +9,6 @@ which is why these endpoints need no CSRF token.  Every error is JSON: ``{"error
 # No `from __future__ import annotations` here: FastAPI must evaluate the Annotated aliases
 # (User, Admin) defined inside create_api, which string annotations would hide from it.
 import dataclasses
-import importlib
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -20,6 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from consultant.codes.api import lookup, search
 from consultant.models import CASE_STATUSES, Case
 from consultant.quota import admin as quota_admin
 from consultant.quota import orgs
@@ -218,27 +218,16 @@ def create_api(console: Console) -> FastAPI:
                 raise HTTPException(status_code=404, detail=str(exc)) from exc
             return quota_admin.org_json(session, console.settings, org)
 
-    def _codes_function(name: str) -> Any:
-        # The code knowledge base is another team's module; until it offers this function
-        # the endpoint says so plainly instead of failing with a 500.
-        module = importlib.import_module("consultant.codes.api")
-        func = getattr(module, name, None)
-        if func is None:
-            raise HTTPException(status_code=503, detail=f"code {name} is not available yet")
-        return func
-
     @api.get("/codes/search", summary="Search code descriptors")
     def search_codes(user: User, q: Annotated[str, Query(min_length=2, max_length=200)],
                      system: Annotated[str | None, Query(
                          description="CPT, HCPCS, ICD-10-CM or MODIFIER")] = None,
                      limit: Annotated[int, Query(ge=1, le=100)] = 10) -> Any:
-        search = _codes_function("search")
         with console.factory() as session:
             return _jsonable(search(session, q, system=system, limit=limit))
 
     @api.get("/codes/{code}", summary="One code: descriptor, release and edits")
     def show_code(code: str, user: User) -> Any:
-        lookup = _codes_function("lookup")
         with console.factory() as session:
             result = lookup(session, code.strip().upper())
         if result is None:

@@ -7,7 +7,6 @@ dispatched only once the action's transaction has committed.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -15,6 +14,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from consultant.drafting import notes
 from consultant.mail.rules import CHAIN
 from consultant.models import AWAITING_REVIEW, NEEDS_INFO, Case
 from consultant.privacy.redact import Summary
@@ -53,16 +53,6 @@ def describe_rule(hit: str) -> str:
             "phi": f"possible patient identifier in the mail: {name}"}.get(family, "")
 
 
-def notes_module() -> Any | None:
-    """The drafting team's knowledge notes (consultant.drafting.notes), if installed."""
-    try:
-        return importlib.import_module("consultant.drafting.notes")
-    except ModuleNotFoundError as exc:
-        if exc.name != "consultant.drafting.notes":
-            raise
-        return None
-
-
 def _load(console: Console, session: Any, case_id: int) -> Case:
     case = session.execute(
         select(Case).where(Case.id == case_id).options(
@@ -85,18 +75,17 @@ def _next_case_id(session: Any, after: Case | None) -> int | None:
 def case_page(request: Request, case_id: int) -> Response:
     console = console_of(request)
     user = console.require_user(request)
-    notes = notes_module()
     with console.factory() as session:
         case = _load(console, session, case_id)
         data = case_json(session, console.settings, case)
         codes = [str(c["code"]) for c in data["codes"] if c.get("code")]
-        related_notes = notes.notes_for(session, codes) if notes is not None and codes else []
+        related_notes = notes.notes_for(session, codes) if codes else []
         return console.render(request, "case.html", {
             "user": user, "case": case, "data": data, "thread": mailview.thread(case),
             "flags": queries.case_flags(case), "audit": queries.audit_for(session, case.id),
             "describe_rule": describe_rule,
             "editable": case.status in (AWAITING_REVIEW, NEEDS_INFO),
-            "next_case": _next_case_id(session, case), "notes_enabled": notes is not None,
+            "next_case": _next_case_id(session, case), "notes_enabled": True,
             "notes": related_notes[:20], "note_subject": "+".join(codes[:2]),
             "drafts": list(reversed(case.drafts)),
             "removed": Summary.from_json(case.redaction)})
@@ -181,8 +170,6 @@ async def assign(request: Request, case_id: int) -> Response:
 @router.post("/cases/{case_id}/note")
 async def add_note(request: Request, case_id: int) -> Response:
     console, form, user = await posted(request)
-    if notes_module() is None:
-        raise HTTPException(status_code=503, detail="knowledge notes are not available yet")
     text, subject = _text(form), _text(form, "subject")
     return _run(console, case_id, f"Knowledge note on {subject.strip()} saved.",
                 lambda: actions.add_note(console.factory, case_id, subject, text, by=user.email))
