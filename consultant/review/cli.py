@@ -49,11 +49,19 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings, factory: session
 
 
 def cmd_users_token(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
-    from consultant.review.auth import AuthError, mint_token, revoke_tokens
+    from consultant.review.auth import AuthError, list_tokens, mint_token, revoke_tokens
 
     try:
+        if args.list:
+            for t in list_tokens(factory, args.email):
+                state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
+                used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+                print(f"{t.prefix}…  {t.name or '(unnamed)':<24} created {t.created_at:%Y-%m-%d %H:%M}"
+                      f"  last used {used:<16}  {state}")
+            return 0
         if args.revoke:
-            print(f"{args.email}: {revoke_tokens(factory, args.email)} token(s) revoked")
+            count = revoke_tokens(factory, args.email)
+            print(f"{args.email}: {count} {'token' if count == 1 else 'tokens'} revoked")
             return 0
         token = mint_token(factory, args.email, args.name or "")
     except AuthError as exc:
@@ -93,6 +101,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("email")
     p.add_argument("--name", help="what the token is for")
     p.add_argument("--revoke", action="store_true", help="revoke all of the user's tokens instead")
+    p.add_argument("--list", action="store_true",
+                   help="list the user's tokens (prefix, name, dates, state) instead")
 
     p = users.add_parser("list", help="list console users")
     p.set_defaults(handler=cmd_users_list)
