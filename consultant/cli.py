@@ -311,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", cmd_mail_list, "list inbound mail with dispositions", mail)
     p.add_argument("--disposition")
     p.add_argument("--json", action="store_true")
+    from consultant.review.cli import register_mail
+
+    register_mail(mail)  # show, retry, discard: the quarantine decisions
 
     req = sub.add_parser("requesters", help="requesters and their plans").add_subparsers(
         dest="requesters_command", required=True, metavar="ACTION")

@@ -63,7 +63,9 @@ FAILED = "failed"
 CASE_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO, AWAITING_REPLY, HELD_QUOTA, APPROVED, SENT, REJECTED, FAILED)
 
 # Dispositions of inbound mail.
-DISPOSITIONS = ("case", "followup", "auto_reply", "bounce", "duplicate", "quarantined", "held_quota")
+# "discarded": a quarantined mail a person closed without processing (review/quarantine.py).
+DISPOSITIONS = ("case", "followup", "auto_reply", "bounce", "duplicate", "quarantined", "held_quota",
+                "discarded")
 
 
 class InboundMail(Base):

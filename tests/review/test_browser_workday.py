@@ -142,3 +142,29 @@ def test_api_docs_render_with_no_csp_violation_and_no_third_party_request(live, 
     assert page.locator(".opblock-summary-path", has_text="/cases/{case_id}/approve").count() >= 1
     assert [p for p in problems if "Content Security Policy" in p or "Refused" in p] == []
     assert problems == [] and foreign == []
+
+
+def test_a_quarantined_mail_released_in_the_console_becomes_a_draft(live, page):  # noqa: F811
+    from consultant.intake.store import Location, store_raw
+    from consultant.models import InboundMail
+    from consultant.processing import process_mail
+    from tests.conftest import question_mail
+
+    limit = live.settings.service.max_message_bytes
+    live.settings.service.max_message_bytes = 100  # quarantined as too large, the real way
+    mail_id = store_raw(live.factory, question_mail(sender="big@ortho.test", subject="Big question on 20610"),
+                        Location("cli")).mail_id
+    process_mail(live.factory, live.settings, mail_id)
+    live.settings.service.max_message_bytes = limit  # the operator raised the limit
+    log_in(page, live)
+    page.click("nav a[href='/quarantine']")
+    page.click(f"tr[data-mail='{mail_id}'] a")
+    assert "message too large" in page.locator("#reason").inner_text()
+    page.click("button#release-mail")
+    assert f"Mail {mail_id} released" in page.locator(".flash[role=status]").inner_text()
+    with live.factory() as session:
+        case_id = session.get(InboundMail, mail_id).case_id
+    assert page.url == f"{live.url}/cases/{case_id}"
+    assert "Big question on 20610" in page.locator("h1").inner_text()
+    assert page.input_value("#draft-text").startswith("Hello")
+    assert "mail released" in page.locator("table#audit").inner_text()

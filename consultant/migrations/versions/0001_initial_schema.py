@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 08:19:24.637759
+Create Date: 2026-12-01 08:51:34.154281
 """
 from alembic import op
 import sqlalchemy as sa

@@ -291,9 +291,17 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None,
                               "status": exc.status_code, "message": str(exc.detail)},
                               status_code=exc.status_code)
 
-    from consultant.review.web import api, health, pages_admin, pages_auth, pages_case, pages_queue
+    from consultant.review.web import (
+        api,
+        health,
+        pages_admin,
+        pages_auth,
+        pages_case,
+        pages_quarantine,
+        pages_queue,
+    )
 
-    for module in (pages_auth, pages_queue, pages_case, pages_admin, health):
+    for module in (pages_auth, pages_queue, pages_case, pages_quarantine, pages_admin, health):
         app.include_router(module.router)
     app.mount("/api/v1", api.create_api(console))
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
