@@ -179,7 +179,7 @@ def cmd_cases_reject(args: argparse.Namespace, settings: Settings,
     return 0
 
 
-# --- mail, requesters, outbox ---------------------------------------------------------------
+# --- mail, outbox ---------------------------------------------------------------
 def _list_rows(factory: sessionmaker[Session], model: Any, column: Any, value: str | None,
                to_json: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
     """All rows of ``model`` in id order, filtered on ``column == value`` when a value is given."""
@@ -208,39 +208,6 @@ def cmd_mail_list(args: argparse.Namespace, settings: Settings, factory: session
     return _print_rows(args, rows, lambda r: (
         f"{r['id']:>6}  {r['disposition'] or 'pending':<12} case={r['case_id'] or '-':<5} "
         f"{(r['from'] or '-')[:30]:<30} {(r['subject'] or '')[:50]}"))
-
-
-def cmd_requesters_add(args: argparse.Namespace, settings: Settings,
-                       factory: sessionmaker[Session]) -> int:
-    from consultant.quota.ledger import UnknownPlan
-    from consultant.review.actions import set_plan
-
-    try:
-        effects = set_plan(factory, settings, args.email, args.plan)
-    except UnknownPlan as exc:
-        raise CliError(str(exc)) from exc
-    _dispatch(effects, settings)
-    held = len(effects.draft_case_ids)
-    print(f"{args.email.lower()}: plan {args.plan}" + (f"; {held} held case(s) sent back to drafting" if held else ""))
-    return 0
-
-
-def cmd_requesters_show(args: argparse.Namespace, settings: Settings,
-                        factory: sessionmaker[Session]) -> int:
-    from consultant.quota.ledger import status
-    from consultant.review.actions import get_requester
-
-    with factory() as session:
-        requester = get_requester(session, args.email)
-        if requester is None:
-            raise CliError(f"no requester {args.email!r}")
-        data = status(session, settings.quota, requester).as_json()
-    if args.json:
-        _print_json(data)
-    else:
-        print(f"{data['email']}: plan {data['plan']}, {data['answers_used']} used, "
-              f"{data['answers_remaining']} remaining")
-    return 0
 
 
 def cmd_outbox_list(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
@@ -315,15 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_mail(mail)  # show, retry, discard: the quarantine decisions
 
-    req = sub.add_parser("requesters", help="requesters and their plans").add_subparsers(
-        dest="requesters_command", required=True, metavar="ACTION")
-    p = add("add", cmd_requesters_add, "add a requester or change their plan", req)
-    p.add_argument("email")
-    p.add_argument("--plan", required=True, help="guest, registered, or a plan from [quota.plans]")
-    p = add("show", cmd_requesters_show, "show a requester's plan and quota", req)
-    p.add_argument("email")
-    p.add_argument("--json", action="store_true")
-
     outbox = sub.add_parser("outbox", help="outbound mail").add_subparsers(
         dest="outbox_command", required=True, metavar="ACTION")
     p = add("list", cmd_outbox_list, "list outbound mail", outbox)
@@ -336,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--resend", action="store_true", help="it did not; send it again")
     p.add_argument("--by", default="cli")
 
-    for module in ("consultant.codes.cli", "consultant.review.cli", "consultant.drafting.cli"):
+    for module in ("consultant.codes.cli", "consultant.review.cli", "consultant.drafting.cli",
+                   "consultant.quota.cli"):
         _register_optional(module, sub)
     return parser
 

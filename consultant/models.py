@@ -56,16 +56,19 @@ NEEDS_INFO = "needs_info"
 # a consultant, so a case whose question was sent cannot be approved a second time.
 AWAITING_REPLY = "awaiting_reply"
 HELD_QUOTA = "held_quota"
+# The sender could not be verified (consultant.senders): held until the address confirms.
+UNVERIFIED = "unverified"
 APPROVED = "approved"
 SENT = "sent"
 REJECTED = "rejected"
 FAILED = "failed"
-CASE_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO, AWAITING_REPLY, HELD_QUOTA, APPROVED, SENT, REJECTED, FAILED)
+CASE_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO, AWAITING_REPLY, HELD_QUOTA, UNVERIFIED,
+                 APPROVED, SENT, REJECTED, FAILED)
 
 # Dispositions of inbound mail.
 # "discarded": a quarantined mail a person closed without processing (review/quarantine.py).
 DISPOSITIONS = ("case", "followup", "auto_reply", "bounce", "duplicate", "quarantined", "held_quota",
-                "discarded")
+                "held_unverified", "discarded")
 
 
 class InboundMail(Base):
@@ -117,21 +120,72 @@ class Requester(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str | None] = mapped_column(String(255))
     plan: Mapped[str] = mapped_column(String(32), default="guest")
+    # When the current plan started: a monthly plan's periods count from here.
+    plan_since: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     last_notice_at: Mapped[datetime | None] = mapped_column(TZDateTime())
 
 
-class QuotaEntry(Base):
-    """The quota ledger: one row per answer charged (-1) or refunded (+1)."""
+class Organisation(Base):
+    """A practice whose members (listed addresses, or every address of its domains) share one
+    balance; ``member_cap`` optionally limits each member's answers per month."""
 
-    __tablename__ = "quota_ledger"
+    __tablename__ = "organisations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    requester_id: Mapped[int] = mapped_column(ForeignKey("requesters.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    plan: Mapped[str] = mapped_column(String(32))
+    plan_since: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    member_cap: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class OrgDomain(Base):
+    """A domain whose every address belongs to the organisation (unique: one org per domain)."""
+
+    __tablename__ = "org_domains"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    domain: Mapped[str] = mapped_column(String(255), unique=True)
+
+
+class OrgMember(Base):
+    """An address listed as a member (unique: an address belongs to one organisation)."""
+
+    __tablename__ = "org_members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+
+
+class QuotaEntry(Base):
+    """The quota ledger.  The balance of an account is the sum of its ``delta``s, never stored.
+
+    ``account`` is ``r:<requester id>`` or ``o:<organisation id>``; ``kind`` is grant, charge,
+    refund or expire; ``bucket`` is ``monthly`` (a monthly allowance, which can expire) or
+    ``lasting`` (lifetime plans, top-ups, operator grants).  ``at`` is when the entry takes
+    effect (a monthly grant at its reset), ``created_at`` when it was written.  ``key`` makes
+    entries that must exist once (a period's grant, a charge's refund) unique per account.
+    """
+
+    __tablename__ = "quota_ledger"
+    __table_args__ = (UniqueConstraint("account", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    bucket: Mapped[str] = mapped_column(String(16))
     delta: Mapped[int] = mapped_column(Integer)
-    reason: Mapped[str] = mapped_column(String(64))
+    # The member concerned (for an organisation's charges: who asked).
+    requester_id: Mapped[int | None] = mapped_column(ForeignKey("requesters.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(320))  # who: a consultant, "system", the requester
+    reason: Mapped[str] = mapped_column(Text)  # why
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    key: Mapped[str | None] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,8 +35,8 @@ from consultant.models import (
     Outbox,
     utcnow,
 )
-from consultant.outbox.notices import queue_notice
 from consultant.quota import ledger, registration
+from consultant.quota import notices as quota_notices
 from consultant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,8 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
             session.flush()
             draft_or_hold(session, settings, case, effects, {mail.id: view})
         return
-    requester = ledger.get_or_create_requester(session, view.from_addr or "", view.from_name)
+    requester = ledger.get_or_create_requester(session, settings.quota, view.from_addr or "",
+                                               view.from_name)
     case = Case(requester_id=requester.id, subject=view.subject, first_mail_id=mail.id,
                 status=RECEIVED, rule_hits=[], codes=[], findings=[], facts={},
                 question_types=[], flags=[])
@@ -263,22 +263,9 @@ def _fallback_draft(exc: Exception) -> DraftResult:
 
 def _maybe_notify_over_quota(session: Session, settings: Settings, case: Case,
                              quota: ledger.QuotaStatus, effects: Effects) -> None:
-    requester = case.requester
-    now = utcnow()
-    interval = timedelta(hours=settings.service.notice_interval_hours)
-    if requester.last_notice_at is not None and now - requester.last_notice_at < interval:
-        return
-    first = case.mails[0] if case.mails else session.get(InboundMail, case.first_mail_id)
-    context = {"subject": case.subject, "plan": quota.plan, "used": quota.answers_used,
-               "allowed": quota.answers_allowed, "registered_extra": settings.quota.registered,
-               "service_address": settings.service.address, "service_name": settings.service.name}
-    outbox_id = queue_notice(session, settings, case, template="over_quota", context=context,
-                             kind="quota_notice",
-                             in_reply_to=first.message_id if first else None)
-    if outbox_id is None:
-        return
-    requester.last_notice_at = now
-    effects.outbox_ids.append(outbox_id)
+    outbox_id = quota_notices.notify_over_quota(session, settings, case, quota)
+    if outbox_id is not None:
+        effects.outbox_ids.append(outbox_id)
 
 
 def draft_case(factory: sessionmaker[Session], settings: Settings, case_id: int) -> Effects:

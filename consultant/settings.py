@@ -92,12 +92,85 @@ class SmtpOutSettings:
     max_attempts: int = 8
 
 
+PLAN_KINDS = ("lifetime", "monthly", "topup")
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """One plan of ``[quota.plans]``, checked (see :func:`QuotaSettings.plan`).
+
+    lifetime: ``answers`` once, on top of the guest answer (``guest`` and ``registered`` are
+    lifetime plans).  monthly: ``answers`` at every reset (``reset_day`` of the month, midnight
+    in ``[quota] timezone``); unused ones expire then unless ``carry_over``.  topup: a pack of
+    ``answers`` granted by an operator, never expiring; nobody is "on" a top-up plan.
+    """
+
+    name: str
+    kind: str
+    answers: int
+    reset_day: int = 1
+    carry_over: bool = False
+
+
 @dataclass
 class QuotaSettings:
     guest: int = 1
     registered: int = 5
-    # Further plans and their allowance on top of the guest answer, e.g. {"pro": 100}.
-    plans: dict[str, int] = field(default_factory=dict)
+    # Further plans: `pro = 100` (lifetime: 100 answers on top of the guest answer), or a table
+    # `pro = {kind = "monthly", answers = 20, reset_day = 1, carry_over = false}`,
+    # `pack10 = {kind = "topup", answers = 10}`.
+    plans: dict[str, Any] = field(default_factory=dict)
+    # Monthly allowances reset at midnight in this IANA time zone.
+    timezone: str = "UTC"
+    # Where the over-quota notice sends people who want more answers (either or both).
+    upgrade_address: str = ""
+    upgrade_url: str = ""
+
+    def plan(self, name: str) -> PlanSettings:
+        """The named plan; ConfigError for a malformed table, KeyError for an unknown name."""
+        if name == "guest":
+            return PlanSettings("guest", "lifetime", self.guest)
+        if name == "registered":
+            return PlanSettings("registered", "lifetime", self.guest + self.registered)
+        value = self.plans[name]
+        where = f"[quota.plans] {name}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return PlanSettings(name, "lifetime", self.guest + value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a number of answers or a table with kind and answers")
+        unknown = set(value) - {"kind", "answers", "reset_day", "carry_over"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                              "(known: kind, answers, reset_day, carry_over)")
+        kind = value.get("kind", "lifetime")
+        if kind not in PLAN_KINDS:
+            raise ConfigError(f"{where}: kind must be one of {', '.join(PLAN_KINDS)}, got {kind!r}")
+        answers = _coerce(value.get("answers"), 0, f"{where} answers")
+        reset_day = _coerce(value.get("reset_day", 1), 0, f"{where} reset_day")
+        carry_over = _coerce(value.get("carry_over", False), False, f"{where} carry_over")
+        if answers < 0:
+            raise ConfigError(f"{where}: answers must not be negative")
+        if not 1 <= reset_day <= 31:
+            raise ConfigError(f"{where}: reset_day must be 1-31 (a short month resets on its "
+                              "last day)")
+        if kind != "monthly" and ("reset_day" in value or "carry_over" in value):
+            raise ConfigError(f"{where}: reset_day and carry_over apply to monthly plans only")
+        # A lifetime plan's answers come on top of the guest answer, as `pro = 100` does.
+        total = self.guest + answers if kind == "lifetime" else answers
+        return PlanSettings(name, kind, total, reset_day, carry_over)
+
+    def check(self) -> None:
+        """Fail at start-up, naming the key, rather than at the first charge."""
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        for name in self.plans:
+            if name in ("guest", "registered"):
+                raise ConfigError(f"[quota.plans] {name}: a built-in plan; set [quota] {name}")
+            self.plan(name)
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"[quota] timezone: unknown time zone {self.timezone!r}") from None
 
 
 @dataclass
@@ -205,6 +278,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         else:
             raise ConfigError(f"{name}: unknown section {section!r}")
     _resolve_relative_sqlite(settings, chosen)
+    settings.quota.check()
     return settings
 
 

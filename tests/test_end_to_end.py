@@ -95,7 +95,7 @@ def test_question_to_answer_to_quota(service, imap_server, smtp_sink, capsys):
     assert msg["Subject"] == f"Re: Can 77301 and 77338 be billed together? [CC-{case_id}]"
     body = msg.get_body(preferencelist=("plain",)).get_content()
     assert "No PTP edit pairs 77301 with 77338" in body
-    assert "Answers remaining on your guest plan after this one: 0" in body
+    assert "This answer used 1 of 1 answers on your guest plan; 0 remain." in body
     assert msg.get_body(preferencelist=("html",)) is not None
     shown = cli_json(capsys, "--config", str(config), "cases", "show", str(case_id), "--json")
     assert shown["status"] == "sent" and shown["answers"][0]["message_id"] == msg["Message-ID"]
@@ -119,7 +119,7 @@ def test_question_to_answer_to_quota(service, imap_server, smtp_sink, capsys):
     assert [m["disposition"] for m in mails] == ["case", "held_quota"]
 
     # Registering releases the held case back to drafting.
-    assert cli(["--config", str(config), "requesters", "add", "coder@clinic.test", "--plan",
+    assert cli(["--config", str(config), "requesters", "set-plan", "coder@clinic.test",
                 "registered"]) == 0
     wait_for(lambda: case_status(rt, held[0]["id"]) == "awaiting_review", timeout=30,
              what="the held case to be drafted after the upgrade")

@@ -11,7 +11,8 @@ from consultant.intake.store import Location, store_raw
 from consultant.models import Case, InboundMail, Outbox, QuotaEntry
 from consultant.processing import draft_case, process_mail
 from consultant.quota import ledger
-from consultant.review.actions import ActionError, approve, reject, set_plan
+from consultant.quota.admin import set_plan
+from consultant.review.actions import ActionError, approve, reject
 from tests.conftest import question_mail
 
 
@@ -105,8 +106,9 @@ def test_guest_quota_hold_notice_and_upgrade(factory, settings):
     with factory() as s:
         out = s.get(Outbox, effects.outbox_ids[0])
         assert out.charges_quota and out.kind == "answer"
-        assert s.execute(select(func.sum(QuotaEntry.delta))).scalar_one() == -1
-        assert b"Answers remaining on your guest plan after this one: 0" in out.raw
+        assert s.execute(select(func.sum(QuotaEntry.delta))
+                         .where(QuotaEntry.kind == "charge")).scalar_one() == -1
+        assert b"This answer used 1 of 1 answers on your guest plan; 0 remain." in out.raw
     m2, e2 = ingest(factory, settings, question_mail(subject="Second question"))
     assert m2.disposition == "held_quota"
     assert len(e2.outbox_ids) == 1  # one over-quota notice
@@ -117,7 +119,7 @@ def test_guest_quota_hold_notice_and_upgrade(factory, settings):
         assert notice.kind == "quota_notice" and not notice.charges_quota
         assert b"Auto-Submitted: auto-replied" in notice.raw and b"Register" in notice.raw
         assert s.get(Case, m2.case_id).status == "held_quota"
-    up = set_plan(factory, settings, "Coder@Clinic.test", "registered")
+    up = set_plan(factory, settings, "Coder@Clinic.test", "registered", by="cli").effects
     assert up.draft_case_ids == [m2.case_id, m3.case_id]
     for case_id in up.draft_case_ids:
         draft_case(factory, settings, case_id)
@@ -148,7 +150,7 @@ def test_approve_refuses_without_quota_and_rejected_cases_cost_nothing(factory, 
 
 def test_unknown_plan_is_a_clear_error(factory, settings):
     with pytest.raises(ledger.UnknownPlan, match="known: guest, registered"):
-        set_plan(factory, settings, "a@b.test", "platinum")
+        set_plan(factory, settings, "a@b.test", "platinum", by="cli")
 
 
 def test_guest_registers_by_replying_to_the_notice(factory, settings):
@@ -174,11 +176,15 @@ def test_guest_registers_by_replying_to_the_notice(factory, settings):
         assert "register me please" not in s.get(Case, m2.case_id).drafts[-1].text
 
 
-def test_approval_without_quota_holds_the_case_and_keeps_the_edit(factory, settings):
+def test_approval_without_quota_holds_the_case_keeps_the_edit_and_notifies(factory, settings):
     settings.quota.guest = 2
     m1, _ = ingest(factory, settings, question_mail())
     m2, _ = ingest(factory, settings, question_mail(subject="two"))
-    settings.quota.guest = 1  # the plan shrank after both were drafted
+    with factory() as s, s.begin():
+        # The balance dropped after both were drafted (an operator's correction).
+        requester = s.get(Case, m1.case_id).requester
+        s.add(QuotaEntry(account=f"r:{requester.id}", kind="expire", bucket="lasting", delta=-1,
+                         actor="ops@cc.test", reason="correction"))
     approve(factory, settings, m1.case_id, text="One.", by="c@cc.test")
     with pytest.raises(ActionError, match="no answers left"):
         approve(factory, settings, m2.case_id, text="Edited answer two.", by="c@cc.test")
@@ -186,7 +192,8 @@ def test_approval_without_quota_holds_the_case_and_keeps_the_edit(factory, setti
         case = s.get(Case, m2.case_id)
         assert case.status == "held_quota"
         assert case.drafts[-1].text == "Edited answer two." and case.drafts[-1].author == "c@cc.test"
-        assert s.execute(select(func.count(Outbox.id))).scalar_one() == 1
+        kinds = s.execute(select(Outbox.kind).order_by(Outbox.id)).scalars().all()
+        assert kinds == ["answer", "quota_notice"]  # the held case's requester is told
 
 
 def test_nul_characters_in_decoded_headers_and_body_are_stored(factory, settings):

@@ -38,7 +38,7 @@ from consultant.outbox.transport import (
     TemporaryFailure,
     Transport,
 )
-from consultant.quota import ledger
+from consultant.quota import charging
 from consultant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,7 @@ def _record_failure(factory: sessionmaker[Session], settings: Settings, outbox_i
                 case.status = FAILED
             case.failure = f"{out.kind} could not be delivered: {error}"
             if out.charges_quota:
-                ledger.refund(session, case.requester, case_id=case.id, outbox_id=out.id,
-                              reason="delivery_failed")
+                charging.refund_delivery_failure(session, settings.quota, out.id)
         session.add(AuditEvent(case_id=out.case_id, actor="system", action="send_failed",
                                detail={"outbox_id": out.id, "error": error}))
         return OUT_FAILED

@@ -1,87 +1,254 @@
-"""Plans, allowances and the quota ledger.
+"""The quota ledger: balances derived from entries, and the entries a plan makes due.
 
-A requester's allowance comes from their plan (a guest gets ``quota.guest`` answers; a
-registered requester ``quota.registered`` more; other plans from ``[quota.plans]``).  Usage is
-the sum of ledger rows, never a counter on the requester, so every charge and refund can be
-traced to the answer that caused it.
+An *account* is a requester's own (``r:<id>``) or an organisation's (``o:<id>``, shared by its
+members).  Its balance is the sum of its ledger entries — grant (+), charge (-1), refund (+1),
+expire (-) — never a stored counter, so every answer left can be traced to who granted it and
+every answer used to the outbox row it paid for.
+
+Entries live in two buckets.  ``monthly`` holds a monthly plan's allowance: granted at each
+reset, and what is left of it expires at the next reset unless the plan has ``carry_over``.
+``lasting`` holds everything that never expires (lifetime plans, top-up packs, operator
+grants).  A charge takes from ``monthly`` first, since that is the part that would be lost.
+
+Monthly grants and expiries are *due* entries: computed from the plan, its start and the clock
+(:func:`due_entries`), shown in balances at once, and written by the next change to the account
+(:mod:`consultant.quota.charging`), under its lock.  Every function takes ``now`` so tests (and
+reports about the past) can run on any clock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consultant.models import QuotaEntry, Requester
+from consultant.models import Organisation, QuotaEntry, Requester, utcnow
+from consultant.quota import orgs
+from consultant.quota.plans import (
+    UnknownPlan,
+    allowance,
+    get_plan,
+    next_reset,
+    period_start,
+    plan_names,
+    resets_between,
+    zone,
+)
 from consultant.settings import QuotaSettings
 
+__all__ = ["UnknownPlan", "allowance", "plan_names", "Account", "Due", "QuotaStatus",
+           "account_for", "due_entries", "status", "get_or_create_requester", "entries"]
 
-class UnknownPlan(ValueError):
-    pass
-
-
-def plan_names(quota: QuotaSettings) -> list[str]:
-    return ["guest", "registered", *sorted(quota.plans)]
+MONTHLY = "monthly"
+LASTING = "lasting"
 
 
-def allowance(quota: QuotaSettings, plan: str) -> int:
-    """Total answers a plan allows (the guest answer included)."""
-    if plan == "guest":
-        return quota.guest
-    if plan == "registered":
-        return quota.guest + quota.registered
-    if plan in quota.plans:
-        return quota.guest + int(quota.plans[plan])
-    raise UnknownPlan(f"unknown plan {plan!r} (known: {', '.join(plan_names(quota))})")
+@dataclass(frozen=True)
+class Account:
+    """Whose balance an address spends: its own, or its organisation's."""
+
+    key: str
+    plan: str
+    plan_since: datetime
+    requester: Requester | None
+    org: Organisation | None
+
+    @property
+    def owner(self) -> str:
+        return self.org.name if self.org is not None else (self.requester.email if self.requester else "")
+
+
+def requester_account(requester: Requester) -> Account:
+    return Account(f"r:{requester.id}", requester.plan, requester.plan_since, requester, None)
+
+
+def org_account(org: Organisation, member: Requester | None = None) -> Account:
+    return Account(f"o:{org.id}", org.plan, org.plan_since, member, org)
+
+
+def account_for(session: Session, requester: Requester) -> Account:
+    """A member of an organisation spends the organisation's balance, everyone else their own."""
+    org = orgs.org_for(session, requester.email)
+    return org_account(org, requester) if org is not None else requester_account(requester)
+
+
+@dataclass(frozen=True)
+class Row:
+    """The fields of a ledger entry that balances are computed from."""
+
+    at: datetime
+    kind: str
+    bucket: str
+    delta: int
+    key: str | None
+    requester_id: int | None
+
+
+@dataclass(frozen=True)
+class Due:
+    """An entry the plan makes due by ``now`` that is not written yet."""
+
+    kind: str
+    bucket: str
+    delta: int
+    key: str
+    at: datetime
+    reason: str
+
+
+def rows(session: Session, account: Account) -> list[Row]:
+    found = session.execute(
+        select(QuotaEntry.at, QuotaEntry.kind, QuotaEntry.bucket, QuotaEntry.delta,
+               QuotaEntry.key, QuotaEntry.requester_id)
+        .where(QuotaEntry.account == account.key).order_by(QuotaEntry.at, QuotaEntry.id)).all()
+    return [Row(*r) for r in found]
+
+
+def due_entries(quota: QuotaSettings, account: Account, existing: list[Row],
+                now: datetime) -> list[Due]:
+    """Monthly grants (and expiries of what is left) at each reset since the plan started."""
+    plan = get_plan(quota, account.plan)
+    if plan.kind != "monthly":
+        return []
+    tz = zone(quota)
+    keys = {r.key for r in existing if r.key}
+    monthly = [(r.at, r.delta) for r in existing if r.bucket == MONTHLY]
+    due: list[Due] = []
+    for reset in resets_between(account.plan_since, now, plan.reset_day, tz):
+        label = reset.astimezone(tz).date().isoformat()
+        left = sum(d for at, d in monthly if at < reset)
+        if not plan.carry_over and left > 0 and f"expire:{label}" not in keys:
+            due.append(Due("expire", MONTHLY, -left, f"expire:{label}", reset,
+                           f"unused {plan.name} answers expire at the {label} reset"))
+            monthly.append((reset, -left))
+        if f"grant:{label}" not in keys:
+            due.append(Due("grant", MONTHLY, plan.answers, f"grant:{label}", reset,
+                           f"{plan.name} plan: {plan.answers} answers for the month from {label}"))
+            monthly.append((reset, plan.answers))
+    return due
 
 
 @dataclass(frozen=True)
 class QuotaStatus:
+    """A balance as the requester (and the consultant) sees it at ``now``."""
+
     email: str
     plan: str
-    answers_used: int
-    answers_allowed: int
+    kind: str
+    answers_used: int  # this period for a monthly plan, in all otherwise
+    answers_remaining: int
+    monthly_remaining: int
+    lasting_remaining: int
+    org: str | None
+    member_used: int | None  # this member's answers this month, when the org caps members
+    member_cap: int | None
+    renews_at: datetime | None
+    renews_on: str | None  # the local date of the next reset
 
     @property
-    def answers_remaining(self) -> int:
-        return max(0, self.answers_allowed - self.answers_used)
+    def answers_allowed(self) -> int:
+        return self.answers_used + self.answers_remaining
 
     def as_json(self) -> dict[str, object]:
-        return {"email": self.email, "plan": self.plan, "answers_used": self.answers_used,
-                "answers_remaining": self.answers_remaining,
-                "answers_allowed": self.answers_allowed}
+        return {"email": self.email, "plan": self.plan, "kind": self.kind, "org": self.org,
+                "answers_used": self.answers_used, "answers_remaining": self.answers_remaining,
+                "answers_allowed": self.answers_allowed,
+                "monthly_remaining": self.monthly_remaining,
+                "lasting_remaining": self.lasting_remaining,
+                "member_used": self.member_used, "member_cap": self.member_cap,
+                "renews_on": self.renews_on}
 
 
-def answers_used(session: Session, requester: Requester) -> int:
-    total = session.execute(
-        select(func.coalesce(func.sum(QuotaEntry.delta), 0)).where(
-            QuotaEntry.requester_id == requester.id)
-    ).scalar_one()
-    return -int(total)
+def cap_period_start(quota: QuotaSettings, account: Account, now: datetime) -> datetime:
+    """A member cap counts per period of the organisation's monthly plan, else per calendar month."""
+    plan = get_plan(quota, account.plan)
+    reset_day = plan.reset_day if plan.kind == "monthly" else 1
+    return period_start(now, reset_day, zone(quota))
 
 
-def status(session: Session, quota: QuotaSettings, requester: Requester) -> QuotaStatus:
-    return QuotaStatus(requester.email, requester.plan, answers_used(session, requester),
-                       allowance(quota, requester.plan))
+def status_of(quota: QuotaSettings, account: Account, existing: list[Row], now: datetime,
+              email: str = "") -> QuotaStatus:
+    """The balance of ``account`` from its rows and the entries due by ``now``."""
+    plan = get_plan(quota, account.plan)
+    # Every written entry counts, even one dated after ``now``: a transaction that waited for
+    # the account's lock may have read its clock before the one it waited for wrote a charge.
+    every = list(existing) + [
+        Row(d.at, d.kind, d.bucket, d.delta, d.key, None)
+        for d in due_entries(quota, account, existing, now)]
+    monthly = sum(r.delta for r in every if r.bucket == MONTHLY)
+    lasting = sum(r.delta for r in every if r.bucket == LASTING)
+    renews_at: datetime | None = None
+    since: datetime | None = None
+    if plan.kind == "monthly":
+        since = max(period_start(now, plan.reset_day, zone(quota)), account.plan_since)
+        renews_at = next_reset(now, plan.reset_day, zone(quota))
+    used = -sum(r.delta for r in every if r.kind in ("charge", "refund")
+                and (since is None or r.at >= since))
+    remaining = max(0, monthly + lasting)
+    member_used = cap = None
+    if account.org is not None and account.org.member_cap is not None and account.requester:
+        cap = account.org.member_cap
+        start = cap_period_start(quota, account, now)
+        member_used = -sum(r.delta for r in every if r.kind in ("charge", "refund")
+                           and r.requester_id == account.requester.id and r.at >= start)
+        remaining = min(remaining, max(0, cap - member_used))
+    return QuotaStatus(email=email or (account.requester.email if account.requester else ""),
+                       plan=plan.name, kind=plan.kind, answers_used=used,
+                       answers_remaining=remaining, monthly_remaining=monthly,
+                       lasting_remaining=lasting,
+                       org=account.org.name if account.org is not None else None,
+                       member_used=member_used, member_cap=cap, renews_at=renews_at,
+                       renews_on=(renews_at.astimezone(zone(quota)).date().isoformat()
+                                  if renews_at else None))
 
 
-def charge(session: Session, requester: Requester, *, case_id: int, outbox_id: int) -> None:
-    session.add(QuotaEntry(requester_id=requester.id, delta=-1, reason="answer",
-                           case_id=case_id, outbox_id=outbox_id))
+def status(session: Session, quota: QuotaSettings, requester: Requester,
+           now: datetime | None = None) -> QuotaStatus:
+    """The requester's balance (their organisation's, if they belong to one) at ``now``."""
+    account = account_for(session, requester)
+    return status_of(quota, account, rows(session, account), now or utcnow(), requester.email)
 
 
-def refund(session: Session, requester: Requester, *, case_id: int | None, outbox_id: int,
-           reason: str) -> None:
-    session.add(QuotaEntry(requester_id=requester.id, delta=+1, reason=reason,
-                           case_id=case_id, outbox_id=outbox_id))
+def get_or_create_requester(session: Session, quota: QuotaSettings, email: str,
+                            name: str | None = None, now: datetime | None = None) -> Requester:
+    """The requester with this address; a new one is a guest and gets the guest grant."""
+    from consultant.quota import charging
 
-
-def get_or_create_requester(session: Session, email: str, name: str | None = None) -> Requester:
     email = email.strip().lower()
     requester = session.execute(select(Requester).where(Requester.email == email)).scalar_one_or_none()
     if requester is None:
-        requester = Requester(email=email, name=name or None, plan="guest")
+        now = now or utcnow()
+        requester = Requester(email=email, name=name or None, plan="guest", plan_since=now,
+                              created_at=now)
         session.add(requester)
         session.flush()
+        charging.grant_plan(session, quota, requester_account(requester), actor="system", now=now)
     return requester
+
+
+def entries(session: Session, account: Account, limit: int = 200) -> list[QuotaEntry]:
+    """The newest entries of an account, newest first (for `requesters show` and the console)."""
+    return list(session.execute(
+        select(QuotaEntry).where(QuotaEntry.account == account.key)
+        .order_by(QuotaEntry.at.desc(), QuotaEntry.id.desc()).limit(limit)).scalars())
+
+
+def statuses(session: Session, quota: QuotaSettings, requesters: list[Requester],
+             now: datetime | None = None) -> dict[int, QuotaStatus]:
+    """:func:`status` of many requesters with a fixed number of queries (for list pages)."""
+    now = now or utcnow()
+    found = orgs.orgs_for(session, [r.email for r in requesters])
+    accounts = {r.id: (org_account(found[r.email], r) if r.email in found else requester_account(r))
+                for r in requesters}
+    by_key: dict[str, list[Row]] = {a.key: [] for a in accounts.values()}
+    if by_key:
+        for r in session.execute(
+                select(QuotaEntry.account, QuotaEntry.at, QuotaEntry.kind, QuotaEntry.bucket,
+                       QuotaEntry.delta, QuotaEntry.key, QuotaEntry.requester_id)
+                .where(QuotaEntry.account.in_(list(by_key)))
+                .order_by(QuotaEntry.at, QuotaEntry.id)).all():
+            by_key[r[0]].append(Row(*r[1:]))
+    return {rid: status_of(quota, a, by_key[a.key], now, a.requester.email if a.requester else "")
+            for rid, a in accounts.items()}

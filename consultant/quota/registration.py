@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from consultant.models import HELD_QUOTA, AuditEvent, Case, InboundMail
 from consultant.outbox.notices import queue_notice
-from consultant.quota import ledger
+from consultant.quota import charging, ledger
 from consultant.settings import Settings
 
 _REGISTER = re.compile(r"\bREGISTER\b", re.IGNORECASE)
@@ -28,7 +28,8 @@ def is_registration_request(subject: str, case: Case) -> bool:
 def register(session: Session, settings: Settings, case: Case, mail: InboundMail) -> tuple[list[int], int | None]:
     """Upgrade the requester; return (other held case ids to draft, confirmation outbox id)."""
     requester = case.requester
-    requester.plan = "registered"
+    charging.change_plan(session, settings.quota, ledger.requester_account(requester),
+                         "registered", by=requester.email)
     session.add(AuditEvent(case_id=case.id, actor=requester.email, action="registered",
                            detail={"mail_id": mail.id}))
     session.flush()

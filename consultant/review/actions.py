@@ -28,11 +28,11 @@ from consultant.models import (
     Case,
     Draft,
     Outbox,
-    Requester,
 )
 from consultant.outbox.compose import build_message, case_tag, new_message_id, reply_subject
 from consultant.processing import Effects
-from consultant.quota import ledger
+from consultant.quota import charging, ledger
+from consultant.quota import notices as quota_notices
 from consultant.settings import Settings
 
 
@@ -159,17 +159,7 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         if draft is None:
             raise ActionError(f"case {case_id} has no draft to approve")
         requester = case.requester
-        quota = ledger.status(session, settings.quota, requester)
         charges = draft.kind == "answer"
-        if charges and quota.answers_remaining <= 0:
-            _hold_for_quota(session, case, by, quota)
-            refusal = (f"{requester.email} has no answers left on the {quota.plan} plan "
-                       f"({quota.answers_used} used); case {case_id} is held. Give more "
-                       "quota with `requesters add EMAIL --plan ...`.")
-            # Commit the hold (and the consultant's edit) rather than roll it back with a raise.
-            session.commit()
-            raise ActionError(refusal)
-        remaining_after = quota.answers_remaining - (1 if charges else 0)
         # The suggested-answer marker lines are for the consultant, not the requester.
         body = approval.final_text(draft.text)
         if has_prompt(body):
@@ -177,11 +167,24 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
             session.commit()  # keep the consultant's edit; refuse only the sending
             raise ActionError(f"case {case_id}: the answer still contains a '{PROMPT_PREFIX} …]' "
                               "prompt; replace it with the answer before approving")
+        charge: charging.Charge | None = None
+        if charges:
+            try:
+                charge = charging.charge_answer(session, settings.quota, requester,
+                                                case_id=case.id, by=by)
+            except charging.OverQuota as over:
+                _hold_for_quota(session, settings, case, by, over.status)
+                # Commit the hold, its notice (sent by the sweeper) and the consultant's edit
+                # rather than roll them back with the raise.
+                session.commit()
+                raise ActionError(f"{over}; case {case_id} is held. Give more with `requesters "
+                                  "grant EMAIL N --why ...` or `requesters set-plan`.") from None
+        balance = charge.after if charge else ledger.status(session, settings.quota, requester)
         signer, credential = approval.signature(session, settings, by)
         footer_ctx = {
-            "consultant_name": signer, "consultant_credential": credential, "charged": charges,
-            "service_name": settings.service.name, "plan": quota.plan,
-            "remaining": remaining_after, "as_of": date.today().isoformat(),
+            "consultant_name": signer, "consultant_credential": credential,
+            "service_name": settings.service.name, "as_of": date.today().isoformat(),
+            **quota_notices.balance_context(balance, charged=charges),
             "releases": list(case.facts.get("releases", [])) if case.facts else [],
             "cpt_notice": bool(case.facts.get("cpt_descriptors")) if case.facts else False,
             "tag": case_tag(case.id),
@@ -203,8 +206,8 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         session.flush()
         detail = {"version": draft.version, "outbox_id": out.id, "message_id": message_id,
                   "kind": draft.kind, "machine_diff": approval.machine_diff(case, body)}
-        if charges:
-            ledger.charge(session, requester, case_id=case.id, outbox_id=out.id)
+        if charge is not None:
+            charge.paid_for(out)
             case.status = APPROVED
             session.add(AuditEvent(case_id=case.id, actor=by, action="approved", detail=detail))
         else:
@@ -267,11 +270,13 @@ def add_note(factory: sessionmaker[Session], case_id: int, code_or_pair: str, te
         return note.id
 
 
-def _hold_for_quota(session: Session, case: Case, by: str, quota: ledger.QuotaStatus) -> None:
+def _hold_for_quota(session: Session, settings: Settings, case: Case, by: str,
+                    quota: ledger.QuotaStatus) -> None:
     case.status = HELD_QUOTA
     if "held_quota" not in case.flags:
         case.flags = [*case.flags, "held_quota"]
     session.add(AuditEvent(case_id=case.id, actor=by, action="held_quota", detail=quota.as_json()))
+    quota_notices.notify_over_quota(session, settings, case, quota)
 
 
 def reject(factory: sessionmaker[Session], case_id: int, *, reason: str, by: str) -> None:
@@ -285,31 +290,6 @@ def reject(factory: sessionmaker[Session], case_id: int, *, reason: str, by: str
         case.reject_reason = reason.strip()
         session.add(AuditEvent(case_id=case.id, actor=by, action="rejected",
                                detail={"reason": reason.strip()}))
-
-
-def set_plan(factory: sessionmaker[Session], settings: Settings, email: str, plan: str,
-             by: str = "cli") -> Effects:
-    """Create or update a requester's plan; held cases go back to drafting if quota allows."""
-    ledger.allowance(settings.quota, plan)  # raises UnknownPlan with the known names
-    effects = Effects()
-    with transaction(factory) as session:
-        requester = ledger.get_or_create_requester(session, email)
-        old = requester.plan
-        requester.plan = plan
-        session.add(AuditEvent(case_id=None, actor=by, action="plan_changed",
-                               detail={"email": requester.email, "from": old, "to": plan}))
-        held = session.execute(
-            select(Case.id).where(Case.requester_id == requester.id, Case.status == HELD_QUOTA)
-            .order_by(Case.id)
-        ).scalars().all()
-        effects.draft_case_ids.extend(held)
-    return effects
-
-
-def get_requester(session: Session, email: str) -> Requester | None:
-    return session.execute(
-        select(Requester).where(Requester.email == email.strip().lower())
-    ).scalar_one_or_none()
 
 
 def outbox_for(session: Session, case_id: int) -> list[Outbox]:

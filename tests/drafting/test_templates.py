@@ -73,6 +73,8 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "needs_info": {"requester_name": "Ann", "subject": HOSTILE, "phi": True, "service_name": "CC",
                    "parts": [part("bundling")], "questions": ["Who is the payer? " + HOSTILE]},
     "over_quota": {"subject": HOSTILE, "plan": "guest", "used": 1, "allowed": 1, "registered_extra": 5,
+                   "org": None, "member_cap": None, "renews_on": None,
+                   "upgrade_address": "sales@cc.test", "upgrade_url": "https://cc.test/plans",
                    "service_address": "consult@cc.test", "service_name": "CC"},
     "acknowledgement": {"requester_name": HOSTILE, "subject": HOSTILE, "tag": "[CC-7]",
                         "turnaround_hours": 4, "service_name": "CC"},
@@ -124,17 +126,25 @@ def test_html_starts_like_a_mail_client_expects() -> None:
 
 def test_footer_variants() -> None:
     base = {"consultant_name": "Ann Coder", "consultant_credential": "CPC", "service_name": "CC",
-            "plan": "guest", "remaining": 0, "as_of": "2026-05-04",
+            "balance": {"charged": True, "plan": "guest", "org": None, "remaining": 0, "allowed": 1,
+                        "renews_on": None, "member_cap": None, "member_used": None},
+            "as_of": "2026-05-04",
             "releases": ["HCPCS 2026-01", "NCCI MUE practitioner 2026-04-01"], "cpt_notice": False,
             "tag": "[CC-3]"}
     footer = render_text("footer", base)
     assert "Answered by Ann Coder, CPC, CC" in footer
     assert "code data used: HCPCS 2026-01, NCCI MUE practitioner 2026-04-01" in footer
     assert "American Medical Association" not in footer
-    assert "Answers remaining on your guest plan after this one: 0" in footer
-    with_cpt = render_text("footer", {**base, "cpt_notice": True, "charged": False, "remaining": 1})
+    assert "This answer used 1 of 1 answers on your guest plan; 0 remain." in footer
+    monthly = {**base["balance"], "plan": "pro", "org": "Lakeside Clinic", "remaining": 4,
+               "allowed": 6, "renews_on": "1 January 2027", "member_cap": 3, "member_used": 1}
+    assert ("This answer used 1 of 6 answers on the Lakeside Clinic pro plan; 4 remain for you "
+            "this month (a member may use 3); the plan renews on 1 January 2027.") in \
+        render_text("footer", {**base, "balance": monthly})
+    with_cpt = render_text("footer", {**base, "cpt_notice": True,
+                                      "balance": {**base["balance"], "charged": False, "remaining": 1}})
     assert "copyright American Medical Association" in with_cpt
-    assert "This message did not use your quota" in with_cpt
+    assert "This message did not use your quota; 1 answers remain on your guest plan." in with_cpt
 
 
 def test_operator_directory_overrides_one_template(tmp_path: Path) -> None:

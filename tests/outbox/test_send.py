@@ -83,8 +83,8 @@ def test_permanent_failure_is_recorded_and_refunded(factory, settings, smtp_sink
     with factory() as s:
         case = s.get(Case, case_id)
         assert case.status == "failed" and "550" in case.failure
-        deltas = [q.delta for q in s.query(QuotaEntry).order_by(QuotaEntry.id)]
-        assert deltas == [-1, 1]
+        entries = [(q.kind, q.delta) for q in s.query(QuotaEntry).order_by(QuotaEntry.id)]
+        assert entries == [("grant", 1), ("charge", -1), ("refund", 1)]
 
 
 def test_interrupted_send_is_never_blindly_repeated(factory, settings, smtp_sink):

@@ -71,8 +71,15 @@ def test_list_show_approve_reject(console, api):
 def test_requesters_show_and_plan_changes_need_admin(console, api):
     console.case(sender="req@clinic.test")
     shown = api.get("/api/v1/requesters/req@clinic.test").json()
-    assert shown == {"email": "req@clinic.test", "plan": "guest", "answers_used": 0,
-                     "answers_remaining": 1, "answers_allowed": 1}
+    assert {k: shown[k] for k in ("email", "plan", "kind", "org", "answers_used",
+                                  "answers_remaining", "answers_allowed")} == {
+        "email": "req@clinic.test", "plan": "guest", "kind": "lifetime", "org": None,
+        "answers_used": 0, "answers_remaining": 1, "answers_allowed": 1}
+    assert [(e["kind"], e["delta"], e["who"]) for e in shown["ledger"]] == [("grant", 1, "system")]
+    [listed] = api.get("/api/v1/requesters", params={"q": "req@"}).json()
+    assert listed["email"] == "req@clinic.test" and listed["answers_remaining"] == 1
+    refused = api.post("/api/v1/requesters/req@clinic.test/grants", json={"answers": 3, "why": "x"})
+    assert refused.status_code == 403
     assert api.get("/api/v1/requesters/nobody@clinic.test").status_code == 404
     refused = api.put("/api/v1/requesters/req@clinic.test/plan", json={"plan": "registered"})
     assert refused.status_code == 403 and refused.json() == {"error": "admin role required"}
@@ -83,6 +90,12 @@ def test_requesters_show_and_plan_changes_need_admin(console, api):
     assert changed.status_code == 200 and changed.json()["answers_remaining"] == 6
     bad = admin.put("/api/v1/requesters/req@clinic.test/plan", json={"plan": "platinum"})
     assert bad.status_code == 422 and "unknown plan" in bad.json()["error"]
+    granted = admin.post("/api/v1/requesters/req@clinic.test/grants",
+                         json={"answers": 3, "why": "goodwill after an outage"})
+    assert granted.status_code == 200 and granted.json()["answers_remaining"] == 9
+    assert granted.json()["granted"]["who"] == ADMIN
+    no_why = admin.post("/api/v1/requesters/req@clinic.test/grants", json={"answers": 3})
+    assert no_why.status_code == 422 and "why" in no_why.json()["error"]
 
 
 def test_codes_answer_503_until_the_knowledge_base_offers_them(console, api, monkeypatch):

@@ -192,7 +192,7 @@ def test_request_info_sends_a_question_and_charges_nothing(live, page):
     assert "Which drug and dose was given" in msg.get_body(preferencelist=("plain",)).get_content()
     assert live.status(case_id) == "awaiting_reply"
     with live.factory() as session:
-        assert session.execute(select(QuotaEntry)).first() is None
+        assert session.execute(select(QuotaEntry).where(QuotaEntry.kind == "charge")).first() is None
     assert "awaiting reply" in page.locator("h1 .status").inner_text()
     assert page.locator("button#approve").count() == 0
 

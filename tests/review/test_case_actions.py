@@ -121,7 +121,7 @@ def test_request_info_sends_a_question_without_charge_until_the_reply(console):
         out = session.get(Outbox, effects.outbox_ids[0])
         assert case.status == "awaiting_reply" and out.kind == "needs_info" and not out.charges_quota
         assert b"Which payer, and what date of service?" in out.raw
-        assert session.execute(select(QuotaEntry)).first() is None
+        assert session.execute(select(QuotaEntry).where(QuotaEntry.kind == "charge")).first() is None
         question_id = out.message_id
     actions_done = audit_actions(console, case_id)
     assert ("info_requested", CONSULTANT) in actions_done and ("approved", CONSULTANT) not in actions_done

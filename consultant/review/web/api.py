@@ -25,9 +25,11 @@ from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consultant.models import CASE_STATUSES, Case
-from consultant.quota import ledger
+from consultant.quota import admin as quota_admin
+from consultant.quota import orgs
 from consultant.review import actions, auth
 from consultant.review.models import ConsultantUser
+from consultant.review.web import queries
 from consultant.review.web.app import Console
 from consultant.views import case_json, mail_json
 
@@ -48,6 +50,18 @@ class ApproveBody(BaseModel):
 
 class RejectBody(BaseModel):
     reason: str = Field(..., min_length=1, max_length=10_000)
+
+
+class GrantBody(BaseModel):
+    answers: int | None = Field(None, ge=1, le=100_000, description="answers to grant")
+    pack: str | None = Field(None, description="or: a top-up plan from [quota.plans]")
+    why: str = Field("", max_length=1000, description="recorded in the ledger")
+
+
+class RefundBody(BaseModel):
+    case_id: int | None = Field(None, description="the case whose answer is refunded")
+    outbox_id: int | None = Field(None, description="or: the answer's outbox id")
+    why: str = Field(..., min_length=1, max_length=1000)
 
 
 class PlanBody(BaseModel):
@@ -163,30 +177,62 @@ def create_api(console: Console) -> FastAPI:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         return {"id": case_id, "status": "rejected"}
 
-    @api.get("/requesters/{email}", summary="A requester's plan and quota")
+    def _quota(action: Any) -> dict[str, Any]:
+        try:
+            result = action()
+        except quota_admin.QuotaAdminError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        console.dispatch(result.effects)
+        return {**result.data, "held_cases_redrafted": result.effects.draft_case_ids}
+
+    @api.get("/requesters", summary="Requesters with their balances")
+    def list_requesters(user: User,
+                        q: Annotated[str, Query(max_length=200, description="email contains")] = "",
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
+        with console.factory() as session:
+            return [{**r["balance"].as_json(), "name": r["requester"].name,
+                     "open_cases": r["open_cases"]}
+                    for r in queries.requesters(session, console.settings, q, limit)]
+
+    @api.get("/requesters/{email}", summary="A requester's plan, balance and newest ledger entries")
     def show_requester(email: str, user: User) -> dict[str, Any]:
         with console.factory() as session:
-            requester = actions.get_requester(session, email)
-            if requester is None:
-                raise HTTPException(status_code=404, detail=f"no requester {email!r}")
-            return ledger.status(session, console.settings.quota, requester).as_json()
+            try:
+                requester = quota_admin.find_requester(session, email)
+            except quota_admin.QuotaAdminError as exc:
+                raise HTTPException(status_code=404, detail=str(exc)) from exc
+            return quota_admin.requester_json(session, console.settings, requester, entries=50)
 
     @api.put("/requesters/{email}/plan", summary="Set a requester's plan (admins)")
     def put_plan(email: str, body: PlanBody, user: Admin) -> dict[str, Any]:
         if "@" not in email:
             raise HTTPException(status_code=422, detail="not an email address")
-        try:
-            effects = actions.set_plan(console.factory, console.settings, email, body.plan,
-                                       by=user.email)
-        except ledger.UnknownPlan as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        console.dispatch(effects)
+        return _quota(lambda: quota_admin.set_plan(console.factory, console.settings, email,
+                                                   body.plan, by=user.email))
+
+    # Grants and refunds give answers away: admins only, checked here whatever the client is.
+    @api.post("/requesters/{email}/grants", summary="Grant answers or a top-up pack (admins)")
+    def post_grant(email: str, body: GrantBody, user: Admin) -> dict[str, Any]:
+        if "@" not in email:
+            raise HTTPException(status_code=422, detail="not an email address")
+        return _quota(lambda: quota_admin.grant(console.factory, console.settings, email,
+                                                answers=body.answers, pack=body.pack,
+                                                why=body.why, by=user.email))
+
+    @api.post("/requesters/{email}/refunds", summary="Refund the answer of a case (admins)")
+    def post_refund(email: str, body: RefundBody, user: Admin) -> dict[str, Any]:
+        return _quota(lambda: quota_admin.refund(console.factory, console.settings, email,
+                                                 case_id=body.case_id, outbox_id=body.outbox_id,
+                                                 why=body.why, by=user.email))
+
+    @api.get("/orgs/{name}", summary="An organisation's plan, balance, domains and members")
+    def show_org(name: str, user: User) -> dict[str, Any]:
         with console.factory() as session:
-            requester = actions.get_requester(session, email)
-            assert requester is not None
-            data = ledger.status(session, console.settings.quota, requester).as_json()
-        data["held_cases_redrafted"] = effects.draft_case_ids
-        return data
+            try:
+                org = orgs.get_org(session, name)
+            except orgs.OrgError as exc:
+                raise HTTPException(status_code=404, detail=str(exc)) from exc
+            return quota_admin.org_json(session, console.settings, org)
 
     def _codes_function(name: str) -> Any:
         # The code knowledge base is another team's module; until it offers this function

@@ -1,13 +1,18 @@
-"""Requesters and their plans (viewing for everyone, changing plans for admins), and the
+"""Requesters, plans and balances (viewing for everyone; plans and grants for admins), and the
 consultant's own API tokens."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from consultant.quota import ledger
-from consultant.review import actions, auth
+from consultant.quota import admin as quota_admin
+from consultant.quota.plans import plan_names
+from consultant.review import auth
 from consultant.review.models import ConsultantUser
 from consultant.review.web import queries
 from consultant.review.web.app import console_of, posted
@@ -20,34 +25,65 @@ router = APIRouter()
 def requesters_page(request: Request, q: str = "") -> Response:
     console = console_of(request)
     user = console.require_user(request)
+    quota = console.settings.quota
     with console.factory() as session:
         rows = queries.requesters(session, console.settings, q[:200])
         return console.render(request, "requesters.html", {
-            "user": user, "rows": rows, "q": q[:200],
-            "plans": ledger.plan_names(console.settings.quota)})
+            "user": user, "rows": rows, "q": q[:200], "plans": plan_names(quota),
+            "packs": plan_names(quota, kinds=("topup",))})
+
+
+def _quota_action(console: Any, back: str, action: Callable[[], Any], done: Callable[[Any], str]) -> Response:
+    try:
+        result = action()
+    except quota_admin.QuotaAdminError as exc:
+        return console.redirect(back, str(exc), "error")
+    console.dispatch(result.effects)
+    held = len(result.effects.draft_case_ids)
+    return console.redirect(back, done(result) + (f"; {held} held case(s) sent back to drafting."
+                                                  if held else "."))
+
+
+async def _admin_form(request: Request) -> tuple[Any, Any, Any, str, str]:
+    """The posted form of an admin-only quota change: console, form, user, email, back URL.
+
+    Plans and grants decide how many answers someone gets for free: an admin decision,
+    checked here on the server whatever the page showed."""
+    console = console_of(request)
+    form = await console.checked_form(request)
+    user = console.require_admin(request)
+    email = str(form.get("email") or "").strip()
+    back = f"/requesters?q={quote(email)}" if email else "/requesters"
+    return console, form, user, email, back
 
 
 @router.post("/requesters/plan")
 async def set_plan(request: Request) -> Response:
-    console = console_of(request)
-    form = await console.checked_form(request)
-    # Plans decide how many answers someone gets for free: an admin decision, checked here on
-    # the server whatever the page showed.
-    user = console.require_admin(request)
-    email = str(form.get("email") or "").strip()
+    console, form, user, email, back = await _admin_form(request)
     plan = str(form.get("plan") or "")
-    back = f"/requesters?q={email}" if email else "/requesters"
     if "@" not in email:
         return console.redirect(back, "An email address is required.", "error")
-    try:
-        effects = actions.set_plan(console.factory, console.settings, email, plan, by=user.email)
-    except ledger.UnknownPlan as exc:
-        return console.redirect(back, str(exc), "error")
-    console.dispatch(effects)
-    held = len(effects.draft_case_ids)
-    sent_back = f"; {held} held {'case' if held == 1 else 'cases'} sent back to drafting"
-    return console.redirect(back, f"{email.lower()} is now on the {plan} plan"
-                            + (sent_back if held else "") + ".")
+    return _quota_action(console, back, lambda: quota_admin.set_plan(
+        console.factory, console.settings, email, plan, by=user.email),
+        lambda r: f"{r.data['email']} is now on the {plan} plan")
+
+
+@router.post("/requesters/grant")
+async def grant(request: Request) -> Response:
+    console, form, user, email, back = await _admin_form(request)
+    if "@" not in email:
+        return console.redirect(back, "An email address is required.", "error")
+    pack = str(form.get("pack") or "") or None
+    raw_answers = str(form.get("answers") or "").strip()
+    if not pack and not raw_answers.isdigit():
+        return console.redirect(back, "Give a number of answers or choose a top-up pack.", "error")
+    answers = int(raw_answers) if raw_answers.isdigit() and not pack else None
+    why = str(form.get("why") or "")[:1000]
+    return _quota_action(console, back, lambda: quota_admin.grant(
+        console.factory, console.settings, email, answers=answers, pack=pack, why=why,
+        by=user.email),
+        lambda r: f"granted {r.data['granted']['delta']} to {r.data['email']}: "
+                  f"{r.data['answers_remaining']} remaining")
 
 
 def _account(request: Request, user: ConsultantUser, new_token: str | None = None) -> Response:

@@ -19,7 +19,6 @@ from consultant.models import (
     RECEIVED,
     AuditEvent,
     Case,
-    QuotaEntry,
     Requester,
     utcnow,
 )
@@ -114,16 +113,6 @@ def next_after(session: Session, case_id: int) -> int | None:
                            .order_by(Case.created_at, Case.id).limit(1)).scalar()
 
 
-def used_by_requester(session: Session, requester_ids: set[int]) -> dict[int, int]:
-    if not requester_ids:
-        return {}
-    rows = session.execute(
-        select(QuotaEntry.requester_id, func.coalesce(func.sum(QuotaEntry.delta), 0))
-        .where(QuotaEntry.requester_id.in_(requester_ids)).group_by(QuotaEntry.requester_id)
-    ).all()
-    return {rid: -int(total) for rid, total in rows}
-
-
 def queue(session: Session, settings: Settings, *, status: str = "open", q: str = "",
           now: datetime | None = None) -> list[QueueRow]:
     """Cases for the queue page, oldest first, with their age against the turnaround target."""
@@ -145,24 +134,17 @@ def queue(session: Session, settings: Settings, *, status: str = "open", q: str 
             conditions.append(Case.id == int(digits))
         query = query.join(Requester, Case.requester_id == Requester.id).where(or_(*conditions))
     cases = session.execute(query.limit(QUEUE_LIMIT)).scalars().all()
-    used = used_by_requester(session, {c.requester_id for c in cases})
+    balances = ledger.statuses(session, settings.quota, list({c.requester_id: c.requester
+                                                               for c in cases}.values()), now)
     target = max(settings.console.turnaround_hours, 0.01)
     rows = []
     for case in cases:
         age = (now - case.created_at).total_seconds() / 3600
-        allowed = _allowed(settings, case.requester.plan)
         rows.append(QueueRow(case=case, age_hours=age, overdue=age > target,
                              due_soon=target * 0.75 < age <= target,
-                             remaining=max(0, allowed - used.get(case.requester_id, 0)),
+                             remaining=balances[case.requester_id].answers_remaining,
                              flags=case_flags(case)))
     return rows
-
-
-def _allowed(settings: Settings, plan: str) -> int:
-    try:
-        return ledger.allowance(settings.quota, plan)
-    except ledger.UnknownPlan:
-        return 0
 
 
 def status_counts(session: Session) -> dict[str, int]:
@@ -181,16 +163,13 @@ def requesters(session: Session, settings: Settings, q: str = "", limit: int = 2
     query = select(Requester).order_by(Requester.email).limit(limit)
     if q.strip():
         query = query.where(func.lower(Requester.email).like(like_pattern(q.strip()), escape="\\"))
-    found = session.execute(query).scalars().all()
-    used = used_by_requester(session, {r.id for r in found})
+    found = list(session.execute(query).scalars().all())
+    balances = ledger.statuses(session, settings.quota, found)
     open_counts = dict(session.execute(
         select(Case.requester_id, func.count(Case.id))
         .where(Case.requester_id.in_([r.id for r in found]), Case.status.in_(OPEN))
         .group_by(Case.requester_id)).all()) if found else {}
-    out = []
-    for r in found:
-        allowed = _allowed(settings, r.plan)
-        out.append({"requester": r, "used": used.get(r.id, 0), "allowed": allowed,
-                    "remaining": max(0, allowed - used.get(r.id, 0)),
-                    "open_cases": int(open_counts.get(r.id, 0))})
-    return out
+    return [{"requester": r, "balance": balances[r.id], "used": balances[r.id].answers_used,
+             "allowed": balances[r.id].answers_allowed,
+             "remaining": balances[r.id].answers_remaining,
+             "open_cases": int(open_counts.get(r.id, 0))} for r in found]

@@ -62,6 +62,19 @@ class Icd:
         kids = self.children.get(code, [])
         return [code] if not kids else [leaf for k in kids for leaf in self.leaves(k)]
 
+    def billable_descendants(self, code: str) -> list[str]:
+        """Leaf descendants; a leaf that needs a 7th character is expanded with each character
+        of its nearest sevenChrDef, padded with X to six characters (T78.40 -> T78.40XA)."""
+        out = []
+        for leaf in self.leaves(code):
+            chars = self.seventh_chars(leaf)
+            if not chars:
+                out.append(leaf)
+                continue
+            flat = leaf.replace(".", "").ljust(6, "X")
+            out.extend(f"{flat[:3]}.{flat[3:]}{c}" for c in chars)
+        return out
+
     def exists(self, code: str) -> bool:
         return code in self.parent or self.seven_base(code) is not None
 

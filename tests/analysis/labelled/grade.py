@@ -103,6 +103,10 @@ def check_format(path: Path, case: dict[str, Any]) -> None:
         dt.date.fromisoformat(label["dos"])
     if label.get("setting", "office") not in ("office", "facility"):
         fail("setting is office or facility")
+    text = (case["subject"] + "\n" + case["body"]).lower()
+    for item in label.get("search", []):
+        if item.get("text", "").lower() not in text or not item.get("accept"):
+            fail(f"search text {item.get('text')!r} must be quoted from the mail, with an accept list")
     procs = {c.partition(":")[2] for c in label.get("codes", []) if c[:3] in ("CPT", "HCP")}
     for line in label.get("doses", []) + label.get("units", []):
         if line.get("code") not in procs:
@@ -189,17 +193,20 @@ def expected(case: dict[str, Any], data: cmsdata.Data) -> dict[str, Any]:
     release = cmsdata.ptp_release(setting, dos)
     asks_ptp = bool({"bundling", "modifier"} & set(label["questions"]))
     for a, b in itertools.combinations(sorted(set(procs)), 2):
-        in_force = False
-        for c1, c2 in ((a, b), (b, a)):
-            mis = cmsdata.ptp_in_force(data, release, f"{c1}|{c2}", dos)
+        in_force = {(c1, c2): cmsdata.ptp_in_force(data, release, f"{c1}|{c2}", dos)
+                    for c1, c2 in ((a, b), (b, a))}
+        for (c1, c2), mis in in_force.items():
             if mis:
-                in_force = True
                 findings.add(f"ptp_edit:{c1},{c2}")
                 if asks_ptp:
                     numbers[f"ptp:{c1}|{c2}"] = mis
-            elif cmsdata.ptp_existed(data, release, f"{c1}|{c2}"):
+        if any(in_force.values()):
+            continue
+        # no edit in force either way: say so, and name any edit that existed but is deleted
+        for c1, c2 in in_force:
+            if cmsdata.ptp_existed(data, release, f"{c1}|{c2}"):
                 findings.add(f"ptp_edit_not_in_force:{c1},{c2}")
-        if asks_ptp and not in_force:
+        if asks_ptp:
             numbers[f"ptp:{a}|{b}"] = "none"
 
     for code in procs:
@@ -226,10 +233,7 @@ def expected(case: dict[str, Any], data: cmsdata.Data) -> dict[str, Any]:
     for code in icds:
         if icd.children.get(code):
             findings.add(f"not_billable:{code}")
-            leaves = icd.leaves(code)
-            if any(icd.seventh_chars(leaf) for leaf in leaves):
-                raise LabelError(f"{case['id']}: header {code} has children needing a 7th character")
-            numbers[f"children:{code}"] = sorted(leaves)
+            numbers[f"children:{code}"] = sorted(icd.billable_descendants(code))
         elif not icd.seven_base(code) and icd.seventh_chars(code):
             findings.add(f"missing_7th_character:{code}")
             numbers[f"seventh:{code}"] = sorted(icd.seventh_chars(code) or [])

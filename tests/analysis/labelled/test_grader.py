@@ -116,3 +116,17 @@ def test_every_case_grades(shared: Path) -> None:
     result = grade.expected_all(shared)
     assert len(result) >= 1
     assert all(e["questions"] for e in result.values())
+
+
+def test_the_set_has_the_agreed_shape() -> None:
+    """LABELLED.md: >= 160 mails, >= 10 per category, drug_units >= 20, look-alikes and
+    multi-question >= 15; every case file parses and follows the format."""
+    cases = grade.load_cases()
+    counts: dict[str, int] = {}
+    for case in cases.values():
+        counts[case["category"]] = counts.get(case["category"], 0) + 1
+    assert len(cases) >= 160
+    assert set(counts) == set(grade.CATEGORIES.values())
+    minimum = {"drug_units": 20, "lookalikes": 15, "multi_question": 15}
+    for category, n in counts.items():
+        assert n >= minimum.get(category, 10), (category, n)
