@@ -302,7 +302,7 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
     env = {**os.environ, "CASECONSULTANT_CONFIG": str(config), "PYTHONPATH": str(REPO)}
     procs = [subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo",
-         "-Q", "caseconsultant", "--loglevel=WARNING", "--without-heartbeat", "--without-mingle",
+         "-Q", "intake,drafting,sending", "--loglevel=WARNING", "--without-heartbeat", "--without-mingle",
          "--without-gossip", "-n", f"bench{i}@%h"], cwd=REPO, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
     if procs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from consultant import __version__
 from consultant.settings import ConfigError, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings, sessionmaker[Session]], int]
@@ -44,6 +46,12 @@ def cmd_init(args: argparse.Namespace, settings: Settings, factory: sessionmaker
 def cmd_service(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
     from consultant import services
 
+    if args.command == "demo":
+        from consultant.demo import run_demo
+
+        return run_demo(settings, once=args.once)
+    if args.command == "worker":
+        return services.run_worker(settings, args.queue or ())
     return services.run_command(args.command, settings)
 
 
@@ -239,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML config file (default: $CASECONSULTANT_CONFIG "
                                          "or the bundled config/default.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_text: str, parent: Any = sub) -> argparse.ArgumentParser:
@@ -247,11 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("init", cmd_init, "create or upgrade the database schema")
-    add("demo", cmd_service, "run everything in one process with a sample question (no servers needed)")
+    p = add("demo", cmd_service, "run everything in one process with a sample question (no servers needed)")
+    p.add_argument("--once", action="store_true",
+                   help="short mode: exit once the sample answer is delivered")
     add("run", cmd_service, "run all components in one process (poller, SMTP listener, worker, sender)")
     add("poll", cmd_service, "run the IMAP poller")
     add("smtpd", cmd_service, "run the inbound SMTP listener")
-    add("worker", cmd_service, "run a Celery worker")
+    p = add("worker", cmd_service, "run a Celery worker for one queue (--queue), or all three")
+    p.add_argument("--queue", action="append", choices=("intake", "drafting", "sending"),
+                   help="the queue to serve (repeatable); default: all three, one pool each")
     add("console", cmd_service, "run the consultant web console")
     p = add("send-pending", cmd_send_pending, "send due answers now, reconcile interrupted sends")
     p.add_argument("--json", action="store_true")
@@ -328,12 +341,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in ("init", "demo") and not _schema_ready(engine):
             raise CliError(f"the database at {settings.database.url} has no schema yet; "
                            "run `caseconsultant init` first")
-        return int(args.handler(args, settings, factory))
+        status = int(args.handler(args, settings, factory))
+        # Flush here, not at interpreter exit, so a closed pipe is handled below.
+        sys.stdout.flush()
+        return status
     except (CliError, ConfigError) as exc:
         print(f"caseconsultant: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except Exception as exc:  # noqa: BLE001 - last resort: a clear message, not a traceback
         from consultant.review.actions import ActionError
 
@@ -344,6 +362,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"caseconsultant: error: {type(exc).__name__}: {exc} (run with -v for details)",
               file=sys.stderr)
         return 2
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our output went away (``caseconsultant codes show J1885 | head``).
+
+    Nothing is wrong and nothing is left to say: point stdout at /dev/null so the interpreter's
+    final flush does not raise again, and exit as a program killed by SIGPIPE would (128 + 13),
+    without a message.  See the note on SIGPIPE in Python's ``signal`` documentation.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 def _schema_ready(engine: Any) -> bool:

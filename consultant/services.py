@@ -1,11 +1,13 @@
-"""Long-running components and the commands that start them (run, poll, smtpd, worker, demo)."""
+"""Long-running components and the commands that start them (run, poll, smtpd, worker, console)."""
 
 from __future__ import annotations
 
 import logging
 import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from consultant.runtime import Runtime
@@ -30,16 +32,18 @@ def _enqueue_send(outbox_id: int) -> None:
 
 
 class WorkerThread:
-    """A Celery worker (thread pool) inside this process, as ``run`` and ``demo`` use it."""
+    """One Celery worker (thread pool) in this process, serving all three queues, as the demo
+    and the benchmarks use it.  It does not keep the queues apart (one pool serves them all):
+    ``run`` and ``worker`` start :class:`WorkerProcesses` instead."""
 
     def __init__(self, settings: Settings, concurrency: int = 2) -> None:
-        from workers.app import app, configure
+        from workers.app import QUEUES, app, configure
 
         configure(settings)
         self.worker = app.WorkController(
             pool_cls="threads", concurrency=concurrency, loglevel="WARNING",
             without_heartbeat=True, without_mingle=True, without_gossip=True,
-            queues=["caseconsultant"],
+            queues=list(QUEUES),
         )
         self.thread = threading.Thread(target=self.worker.start, name="celery-worker", daemon=True)
 
@@ -50,6 +54,60 @@ class WorkerThread:
     def stop(self) -> None:
         self.worker.stop(in_sighandler=False)
         self.thread.join(timeout=10)
+
+
+class WorkerProcesses:
+    """One ``caseconsultant worker --queue Q`` child process per queue, each with its own pool
+    (``[workers] pool`` and ``<queue>_concurrency``): a drafting backlog never holds up
+    sending.  Processes rather than threads because Celery keeps a worker's queue selection on
+    its app, so workers of different queues cannot share a process.  A child that exits is
+    logged as an error and started again; stopping sends SIGTERM (Celery's warm shutdown)."""
+
+    def __init__(self, settings: Settings, queues: Sequence[str] = ()) -> None:
+        from workers.app import QUEUES
+
+        if not settings.source:
+            raise ConfigError("worker processes need the settings as a file (--config)")
+        self.config = settings.source
+        self.queues = list(queues or QUEUES)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = threading.Event()
+        self.monitor = threading.Thread(target=self._watch, name="worker-monitor", daemon=True)
+
+    def _spawn(self, queue: str) -> None:
+        # The same interpreter and settings file; the environment (CASECONSULTANT_* overrides
+        # included) is inherited.
+        self.procs[queue] = subprocess.Popen(
+            [sys.executable, "-m", "consultant.cli", "--config", self.config, "worker",
+             "--queue", queue])
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(1.0):
+            for queue, proc in list(self.procs.items()):
+                if proc.poll() is not None and not self.stopping.is_set():
+                    log.error("the %s worker (pid %s) exited with status %s; starting it again",
+                              queue, proc.pid, proc.returncode)
+                    self._spawn(queue)
+
+    def start(self) -> WorkerProcesses:
+        for queue in self.queues:
+            self._spawn(queue)
+        self.monitor.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.monitor.join(timeout=5)
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for queue, proc in self.procs.items():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                log.error("the %s worker (pid %s) did not stop in 30 s; killing it", queue, proc.pid)
+                proc.kill()
+                proc.wait()
 
 
 class Sweeper:
@@ -146,18 +204,33 @@ def wait_forever(stops: list[Callable[[], None]], done: threading.Event | None =
     return 0
 
 
-def run_command(name: str, settings: Settings) -> int:
-    rt = Runtime(settings)
-    if name == "demo":
-        from consultant.demo import run_demo
+def run_worker(settings: Settings, queues: Sequence[str]) -> int:
+    """``caseconsultant worker [--queue Q ...]``: one queue runs as a plain Celery worker (its
+    pool and size from ``[workers]``), the way the systemd units run it; several (or none: all
+    three) run as one child process per queue."""
+    from workers.app import app, configure
 
-        return run_demo(settings)
-    if name == "worker":
-        from workers.app import app, configure
-
-        configure(settings)
-        app.worker_main(["worker", "--loglevel=INFO", "-Q", "caseconsultant"])
+    configure(settings)
+    if len(queues) == 1:
+        queue = queues[0]
+        app.worker_main(["worker", "--loglevel=INFO", "-Q", queue, "-n", f"{queue}@%h",
+                         f"--pool={settings.workers.pool}",
+                         f"--concurrency={settings.workers.concurrency(queue)}"])
         return 0
+    done = stop_requested()
+    workers = WorkerProcesses(settings, queues).start()
+    print(f"workers running for queues {', '.join(workers.queues)} (one process each). "
+          "Ctrl-C to stop.", flush=True)
+    return wait_forever([workers.stop], done)
+
+
+def run_command(name: str, settings: Settings) -> int:
+    from workers.app import configure
+
+    # The one place a long-running process configures Celery: whatever it enqueues goes to
+    # the broker of the settings it was started with.
+    configure(settings)
+    rt = Runtime(settings)
     done = stop_requested()
     stops: list[Callable[[], None]] = []
     if name == "poll":
@@ -173,7 +246,7 @@ def run_command(name: str, settings: Settings) -> int:
 
         stops.append(serve_in_thread(settings))
     elif name == "run":
-        stops.append(WorkerThread(settings).start().stop)
+        stops.append(WorkerProcesses(settings).start().stop)
         controller = start_smtpd(rt)
         stops.append(controller.stop)
         if settings.imap.enabled:
@@ -187,7 +260,7 @@ def run_command(name: str, settings: Settings) -> int:
             stops.append(serve_in_thread(settings))
         print(f"running: SMTP intake {settings.smtp_in.host}:{settings.smtp_in.port}"
               + (f", IMAP {settings.imap.host}" if settings.imap.enabled else "")
-              + ", worker, sweeper. Ctrl-C to stop.", flush=True)
+              + ", workers (intake, drafting, sending), sweeper. Ctrl-C to stop.", flush=True)
     else:
         raise ValueError(name)
     return wait_forever(stops, done)

@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "default.toml"
+# templates/ and config/ are installed as the packages consultant.templates and consultant.config
+# (pyproject.toml), so these are real directories in a checkout, an editable install and a wheel.
+TEMPLATE_ROOT = Path(str(files("consultant.templates")))
+CONFIG_ROOT = Path(str(files("consultant.config")))
+DEFAULT_CONFIG = CONFIG_ROOT / "default.toml"
 ENV_PREFIX = "CASECONSULTANT_"
 
 
@@ -189,6 +193,23 @@ class ConsoleSettings:
 
 
 @dataclass
+class WorkersSettings:
+    # Pool size of each queue's workers (`caseconsultant worker --queue NAME`, and the thread
+    # pools of `run` and `demo`).  One queue per kind of work: sending never waits for drafting.
+    intake_concurrency: int = 2
+    drafting_concurrency: int = 2
+    sending_concurrency: int = 2
+    # Pool of `caseconsultant worker --queue NAME`: prefork (processes) or threads.
+    pool: str = "prefork"
+
+    def concurrency(self, queue: str) -> int:
+        value = getattr(self, f"{queue}_concurrency", None)
+        if value is None:
+            raise ConfigError(f"[workers] has no {queue}_concurrency: {queue!r} is not a queue")
+        return int(value)
+
+
+@dataclass
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
@@ -198,6 +219,7 @@ class Settings:
     smtp_out: SmtpOutSettings = field(default_factory=SmtpOutSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    workers: WorkersSettings = field(default_factory=WorkersSettings)
     codes: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 

@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
                 die()
 
         configure(settings)
-        app.worker_main(["worker", "--pool=solo", "--loglevel=WARNING", "-Q", "caseconsultant",
+        app.worker_main(["worker", "--pool=solo", "--loglevel=WARNING", "-Q", "intake,drafting,sending",
                          "--without-heartbeat", "--without-mingle", "--without-gossip"])
         return 0
     if kind in ("sender_after_accept", "sender_before_record"):

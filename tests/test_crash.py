@@ -108,7 +108,7 @@ def test_worker_killed_mid_task_then_redelivered(env, tmp_path):
     # A worker started the way users start one picks the unacknowledged task up again.
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo",
-         "-Q", "caseconsultant", "--loglevel=WARNING", "--without-heartbeat", "--without-mingle",
+         "-Q", "intake,drafting,sending", "--loglevel=WARNING", "--without-heartbeat", "--without-mingle",
          "--without-gossip"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO),
                                               "CASECONSULTANT_CONFIG": str(config)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

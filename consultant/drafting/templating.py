@@ -13,9 +13,9 @@ from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from consultant.settings import PACKAGE_ROOT
+from consultant.settings import TEMPLATE_ROOT
 
-BUNDLED = PACKAGE_ROOT / "templates"
+BUNDLED = TEMPLATE_ROOT
 
 
 @lru_cache(maxsize=8)

@@ -27,11 +27,11 @@ from consultant.models import utcnow
 from consultant.processing import Effects
 from consultant.review import auth
 from consultant.review.models import ConsultantUser
-from consultant.settings import PACKAGE_ROOT, Settings
+from consultant.settings import TEMPLATE_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_DIR = PACKAGE_ROOT / "templates" / "console"
+TEMPLATE_DIR = TEMPLATE_ROOT / "console"
 SESSION_COOKIE = "cc_session"
 PRE_COOKIE = "cc_pre"
 FLASH_COOKIE = "cc_flash"
