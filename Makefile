@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench lint migration clean
+.PHONY: demo test bench bench-long lint migration clean
 
 $(BIN)/caseconsultant: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(BIN)/caseconsultant
 
 bench: $(BIN)/caseconsultant
 	$(BIN)/python -m bench
+
+# Sustained load: 60 s of arrivals per latency rate and per capacity step (about 20 minutes more).
+bench-long: $(BIN)/caseconsultant
+	$(BIN)/python -m bench --long
 
 lint: $(BIN)/caseconsultant
 	$(BIN)/ruff check .

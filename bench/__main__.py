@@ -1,8 +1,10 @@
-"""``python -m bench [--quick] [--only SECTION ...]``: run the benchmarks, print the table, write
-``bench/results.json`` and ``bench/machine.json``.
+"""Run the benchmarks, print the table, write bench/results.json and bench/machine.json.
 
-Sizes can also be set from the environment (``BENCH_QUICK=1``, ``BENCH_RATES=5,20,50``,
-``BENCH_CASE_SIZES=1000,100000``, ``BENCH_MAILBOX_SIZES=1000,50000``, ``BENCH_LATENCY_SECONDS``).
+``python -m bench [--quick | --long] [--only SECTION ...]``.
+
+Sizes can also be set from the environment (``BENCH_QUICK=1``, ``BENCH_LONG=1``,
+``BENCH_RATES=5,20,50``, ``BENCH_CAPACITY_RATES=10,25,50,100``, ``BENCH_CASE_SIZES=1000,100000``,
+``BENCH_MAILBOX_SIZES=1000,50000``, ``BENCH_LATENCY_SECONDS``, ``BENCH_CAPACITY_SECONDS``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from bench.common import Env, Figure, Sizes, Unavailable
 
 HERE = Path(__file__).resolve().parent
-MODULES = {"ingest": "bench.ingest", "latency": "bench.latency", "queue": "bench.queue_ceiling",
+MODULES = {"stages": "bench.stages", "ingest": "bench.ingest", "latency": "bench.latency", "queue": "bench.queue_ceiling",
            "send": "bench.send", "codes": "bench.bench_codes", "scale": "bench.scale"}
 SECTIONS = list(MODULES)
 
@@ -34,11 +36,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
                    help="smaller sizes everywhere (about 2-3 minutes)")
+    p.add_argument("--long", action="store_true", default=os.environ.get("BENCH_LONG") == "1",
+                   help="sustained latency: 60 s per rate and per capacity step (make bench-long)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     p.add_argument("--rates", type=_ints, default=os.environ.get("BENCH_RATES"),
                    help="arrival rates for latency, mails/s (default 5,20,50)")
     p.add_argument("--latency-seconds", type=float, default=os.environ.get("BENCH_LATENCY_SECONDS"),
                    help="seconds of arrivals per rate")
+    p.add_argument("--capacity-rates", type=_ints, default=os.environ.get("BENCH_CAPACITY_RATES"),
+                   help="arrival rates stepped through for the capacity, mails/s")
+    p.add_argument("--capacity-seconds", type=float,
+                   default=os.environ.get("BENCH_CAPACITY_SECONDS"),
+                   help="seconds of arrivals per capacity step")
     p.add_argument("--case-sizes", type=_ints, default=os.environ.get("BENCH_CASE_SIZES"),
                    help="stored cases for the scale runs (default 1000,100000)")
     p.add_argument("--mailbox-sizes", type=_ints, default=os.environ.get("BENCH_MAILBOX_SIZES"),
@@ -47,17 +56,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="codes: also import the 2.5M-row NCCI PTP file (several minutes)")
     p.add_argument("--corpus-limit", type=int, default=0, help="use only the first N corpus mails")
     p.add_argument("--output", type=Path, default=HERE / "results.json")
+    p.add_argument("--py-spy", type=Path, metavar="DIR",
+                   help="sample the worker processes with py-spy into DIR and print a summary")
     return p.parse_args(argv)
 
 
 def sizes_from(args: argparse.Namespace) -> Sizes:
-    sizes = Sizes.quick_sizes() if args.quick else Sizes()
-    for attr in ("rates", "case_sizes", "mailbox_sizes"):
+    sizes = Sizes.quick_sizes() if args.quick else Sizes.long_sizes() if args.long else Sizes()
+    for attr in ("rates", "capacity_rates", "case_sizes", "mailbox_sizes"):
         value = getattr(args, attr)
         if value:
             setattr(sizes, attr, _ints(value) if isinstance(value, str) else value)
     if args.latency_seconds:
         sizes.latency_seconds = float(args.latency_seconds)
+    if args.capacity_seconds:
+        sizes.capacity_seconds = float(args.capacity_seconds)
     if args.corpus_limit:
         sizes.corpus_limit = args.corpus_limit
     return sizes
@@ -116,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("celery").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from bench import machine
+    from bench import common, machine
+
+    common.PROFILE_DIR = args.py_spy
 
     figures: list[Figure] = []
     failed: list[str] = []
@@ -156,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== all figures ==")
     print_table(figures)
     print(f"\n{len(figures)} figures in {facts['seconds']} s; written to {args.output}")
+    if args.py_spy is not None:
+        from bench.pyspy import summarise
+
+        print("\n" + summarise(args.py_spy))
     args.output.write_text(json.dumps([f.as_json() for f in figures], indent=1) + "\n")
     (args.output.parent / "machine.json").write_text(json.dumps(facts, indent=1) + "\n")
     if failed:

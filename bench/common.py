@@ -9,7 +9,6 @@ import shutil
 import socket
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,9 @@ from imapclient import IMAPClient
 from consultant.settings import Settings, load_settings
 
 log = logging.getLogger("bench")
+# Set by ``--py-spy DIR``: every pipeline's worker processes are sampled into DIR.
+PROFILE_DIR: Path | None = None
+_profiles = 0
 REPO = Path(__file__).resolve().parent.parent
 IMAP_USERS = ["ingest", "latency", "baseline", "scale"]
 
@@ -85,7 +87,11 @@ class Sizes:
     quick: bool = False
     corpus_limit: int = 0  # 0: every corpus mail
     rates: list[int] = field(default_factory=lambda: [5, 20, 50])
-    latency_seconds: float = 10.0
+    # Seconds of arrivals per latency rate, and per capacity step (``long_sizes``: 60 each).
+    latency_seconds: float = 15.0
+    capacity_rates: list[int] = field(default_factory=lambda: [10, 25, 50, 75, 100, 125, 150])
+    capacity_seconds: float = 15.0
+    scale_latency_seconds: float = 10.0
     queue_tasks: int = 2000
     send_messages: int = 1000
     case_sizes: list[int] = field(default_factory=lambda: [1_000, 100_000])
@@ -96,8 +102,15 @@ class Sizes:
     @classmethod
     def quick_sizes(cls) -> Sizes:
         return cls(quick=True, corpus_limit=0, rates=[5, 20, 50], latency_seconds=4.0,
-                   queue_tasks=500, send_messages=300, case_sizes=[1_000, 10_000],
-                   mailbox_sizes=[1_000, 10_000], scale_batch=100, new_mails=10)
+                   capacity_rates=[10, 25, 50, 100], capacity_seconds=4.0,
+                   scale_latency_seconds=4.0, queue_tasks=500, send_messages=300,
+                   case_sizes=[1_000, 10_000], mailbox_sizes=[1_000, 10_000], scale_batch=100,
+                   new_mails=10)
+
+    @classmethod
+    def long_sizes(cls) -> Sizes:
+        """Sustained load as the capacity goal means it: 60 s per rate and per step."""
+        return cls(latency_seconds=60.0, capacity_seconds=60.0)
 
 
 # --- servers -----------------------------------------------------------------------------
@@ -268,14 +281,15 @@ def question_mail(n: int, *, sender: str | None = None, tag: str = "bench") -> t
 # --- the pipeline, in-process like `caseconsultant run` ----------------------------------
 @contextmanager
 def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
-             threads: bool = False) -> Iterator[object]:
+             threads: bool = False, include: tuple[str, ...] = ()) -> Iterator[object]:
     """The pipeline as it is deployed: ``workers`` Celery worker *processes* (``caseconsultant
     worker`` / ``celery -A workers.app worker``; separate processes, so they use both cores
     instead of sharing one interpreter lock), and the IMAP poller in this process.
 
     ``threads=True``: one in-process worker with ``workers`` threads instead (as ``run``
     starts it), for measurements that count tasks with in-process Celery signals or use tasks
-    defined only in this process."""
+    defined only in this process.  ``include``: more task modules for the worker processes
+    (``bench.tasks``)."""
     if threads:
         from consultant.services import WorkerThread
 
@@ -302,15 +316,25 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
     env = {**os.environ, "CASECONSULTANT_CONFIG": str(config), "PYTHONPATH": str(REPO)}
     procs = [subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo",
-         "-Q", "intake,drafting,sending", "--loglevel=WARNING", "--without-heartbeat", "--without-mingle",
-         "--without-gossip", "-n", f"bench{i}@%h"], cwd=REPO, env=env,
+         "-Q", "intake,drafting,sending", "--loglevel=WARNING", "--without-heartbeat",
+         "--without-mingle", "--without-gossip", "-n", f"bench{i}@%h",
+         *([f"--include={','.join(include)}"] if include else [])], cwd=REPO, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
     if procs:
         wait_until(lambda: len(app.control.ping(timeout=0.5) or []) >= len(procs), timeout=60)
+    recorder = None
+    if PROFILE_DIR is not None and procs:
+        from bench.pyspy import Recorder
+
+        global _profiles
+        _profiles += 1
+        recorder = Recorder(PROFILE_DIR, [p.pid for p in procs], f"pipeline{_profiles}")
     poll = PollerThread(rt).start() if poller else None
     try:
         yield rt
     finally:
+        if recorder is not None:
+            recorder.stop()
         if poll is not None:
             poll.stop()
         for proc in procs:
@@ -331,25 +355,3 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
-
-
-class Ticker(threading.Thread):
-    """Calls ``fn(i)`` for i in range(n) at a fixed rate, recording when each call started."""
-
-    def __init__(self, n: int, rate: float, fn: Callable[[int], None]) -> None:
-        super().__init__(name="bench-ticker", daemon=True)
-        self.n, self.rate, self.fn = n, rate, fn
-        self.started_at: list[float] = [0.0] * n
-        self.behind = 0.0  # worst lag behind the schedule (s): the load generator's own limit
-
-    def run(self) -> None:
-        t0 = time.monotonic()
-        for i in range(self.n):
-            due = t0 + i / self.rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                self.behind = max(self.behind, -delay)
-            self.started_at[i] = time.time()
-            self.fn(i)

@@ -32,7 +32,7 @@ from bench.common import (
     question_mail,
 )
 from bench.ingest import wait_decided
-from bench.latency import pipeline_latencies
+from bench.latency import pipeline_run
 
 BULK_SQL = [
     """INSERT INTO requesters (email, name, plan, created_at)
@@ -94,8 +94,8 @@ def cases_axis(env: Env, sizes: Sizes) -> list[Figure]:
         with pipeline(settings) as rt:
             decided, seconds = wait_decided(factory, n + sizes.scale_batch)
             rate = (decided - n) / seconds
-            got, _ = pipeline_latencies(env, rt, user, 20, int(20 * sizes.latency_seconds),
-                                        tag=f"scalelat{n}")
+            got = pipeline_run(env, rt, user, 20, int(20 * sizes.scale_latency_seconds),
+                               tag=f"scalelat{n}").got
         engine.dispose()
         results[n] = (rate, percentile(got, 95) if got else float("nan"), fill_s)
     base = min(results)
@@ -167,8 +167,8 @@ def mailbox_axis(env: Env, sizes: Sizes) -> list[Figure]:
         # Latency with that mailbox behind the poller (its state now includes the new mails).
         with pipeline(settings, poller=True) as rt:
             wait_decided(factory, 3 * sizes.new_mails, timeout=60, stall=5)
-            got, _ = pipeline_latencies(env, rt, user, 20, int(20 * sizes.latency_seconds / 2),
-                                        tag=f"boxlat{m}")
+            got = pipeline_run(env, rt, user, 20, int(20 * sizes.scale_latency_seconds / 2),
+                               tag=f"boxlat{m}").got
         engine.dispose()
         in_box += 3 * sizes.new_mails
         results[m] = (median(polls), percentile(got, 95) if got else float("nan"), index_s)

@@ -48,6 +48,20 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads that need no transaction of their own.
+
+    On PostgreSQL it runs in autocommit: no BEGIN and ROLLBACK round trips around a single
+    SELECT (a task's first look at its row is most of what an already-done task costs).  SQLite
+    keeps a plain session, as its engine turns every BEGIN into BEGIN IMMEDIATE (see above).
+    """
+    with factory() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+
+
+@contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any exception."""
     with factory() as session, session.begin():

@@ -12,10 +12,11 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import case, func, inspect, select
+from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.orm.base import NO_VALUE
 
-from consultant.db import transaction
+from consultant.db import reading, transaction
 from consultant.drafting.draft import DRAFT_FLAGS, DraftResult, make_draft
 from consultant.drafting.suggest import PROMPT_PREFIX
 from consultant.mail.body import new_text
@@ -60,13 +61,18 @@ class Effects:
 
 def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: int) -> Effects:
     """Give the stored mail ``mail_id`` its disposition (and a case or draft where due)."""
-    with factory() as session:
-        mail = session.get(InboundMail, mail_id)
-        if mail is None:
-            raise LookupError(f"inbound mail {mail_id} does not exist")
-        if mail.disposition is not None:
-            return Effects()
-        raw, size = mail.raw, mail.size
+    with reading(factory) as session:
+        # The raw bytes only when there is work to do: a redelivered task for a decided mail
+        # costs this one SELECT.
+        row = session.execute(
+            select(InboundMail.disposition, InboundMail.size,
+                   case((InboundMail.disposition.is_(None), InboundMail.raw)))
+            .where(InboundMail.id == mail_id)).first()
+    if row is None:
+        raise LookupError(f"inbound mail {mail_id} does not exist")
+    disposition, size, raw = row
+    if disposition is not None:
+        return Effects()
 
     # Parse outside the write transaction: a pathological mail may take seconds, and SQLite
     # would hold every other writer for that long.
@@ -82,7 +88,9 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
 
     effects = Effects()
     with transaction(factory) as session:
-        mail = session.get(InboundMail, mail_id, with_for_update=True)
+        # The raw bytes are already here (and may be megabytes): not fetched again.
+        mail = session.get(InboundMail, mail_id, with_for_update=True,
+                           options=[defer(InboundMail.raw)])
         assert mail is not None
         if mail.disposition is not None:
             return Effects()  # another worker finished it meanwhile
@@ -116,10 +124,14 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
         # Our own address as sender: answering would loop.
         _dispose(mail, "quarantined", ["is_from_self"], "sent from the service's own address")
         return
-    if view.message_id and _is_duplicate(session, mail, view.message_id):
+    # These look-ups need none of this mail's pending changes: without autoflush the mail's
+    # row is written once, with its disposition, instead of once more before each query.
+    with session.no_autoflush:
+        duplicate = bool(view.message_id) and _is_duplicate(session, mail, view.message_id or "")
+        case, how = (None, "") if duplicate else _thread_case(session, view)
+    if duplicate:
         _dispose(mail, "duplicate", ["is_duplicate"], f"Message-ID {view.message_id} already received")
         return
-    case, how = _thread_case(session, view)
     if case is not None:
         _dispose(mail, "followup", [how])
         mail.case_id = case.id
@@ -138,13 +150,14 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
         return
     requester = ledger.get_or_create_requester(session, settings.quota, view.from_addr or "",
                                                view.from_name)
+    # A new case's mails and drafts are known (this mail; none): given here, drafting reads
+    # them from memory instead of querying for them.
     case = Case(requester_id=requester.id, subject=view.subject, first_mail_id=mail.id,
                 status=RECEIVED, rule_hits=[], codes=[], findings=[], facts={},
-                question_types=[], flags=[])
+                question_types=[], flags=[], mails=[mail], drafts=[])
+    _dispose(mail, "case", ["new_case"])
     session.add(case)
     session.flush()
-    mail.case_id = case.id
-    _dispose(mail, "case", ["new_case"])
     session.add(AuditEvent(case_id=case.id, actor="system", action="received",
                            detail={"mail_id": mail.id}))
     draft_or_hold(session, settings, case, effects, {mail.id: view})
@@ -236,9 +249,8 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
     except Exception as exc:  # noqa: BLE001 - the consultant writes this one by hand
         log.exception("automatic drafting failed for case %s", case.id)
         result = _fallback_draft(exc)
-    version = (session.execute(select(func.max(Draft.version)).where(Draft.case_id == case.id))
-               .scalar() or 0) + 1
-    session.add(Draft(case_id=case.id, version=version, template=result.template,
+    version = _next_version(session, case)
+    session.add(Draft(case=case, version=version, template=result.template,
                       text=result.text, html=result.html, author="machine", kind=result.kind))
     case.codes = result.codes
     case.findings = result.findings
@@ -252,6 +264,15 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
     case.drafted_at = utcnow()
     session.add(AuditEvent(case_id=case.id, actor="system", action="drafted",
                            detail={"version": version, "template": result.template}))
+
+
+def _next_version(session: Session, case: Case) -> int:
+    """The case's next draft number; from memory when its drafts are loaded (a new case)."""
+    loaded = inspect(case).attrs.drafts.loaded_value
+    if loaded is not NO_VALUE:
+        return max((d.version for d in loaded), default=0) + 1
+    return (session.execute(select(func.max(Draft.version)).where(Draft.case_id == case.id))
+            .scalar() or 0) + 1
 
 
 def _fallback_draft(exc: Exception) -> DraftResult:

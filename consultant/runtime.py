@@ -35,5 +35,7 @@ class Runtime:
         return SentFolder(self.settings.imap)
 
     def dispose(self) -> None:
+        if "sent_folder" in self.__dict__:
+            self.sent_folder.close()
         if "engine" in self.__dict__:
             self.engine.dispose()

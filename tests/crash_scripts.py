@@ -2,7 +2,8 @@
 
 The kill is real (the process dies without cleanup); only *when* it happens is arranged, by a
 hook on the component's own seams (the poller's ``before_flag``, the sender's
-``after_accept``, or a SQLAlchemy flush/commit event), so no test code lives in the product.
+``after_accept`` and ``before_record``, or a SQLAlchemy flush event), so no test code lives
+in the product.
 
     python -m tests.crash_scripts poller_before_flag CONFIG
     python -m tests.crash_scripts worker_mid_case CONFIG MARKER
@@ -63,21 +64,13 @@ def main(argv: list[str]) -> int:
         outbox_id = int(argv[2])
         from consultant.outbox.send import send_one
 
-        hook = None
-        if kind == "sender_after_accept":
-            def hook(out):  # type: ignore[no-untyped-def]
-                die()  # the relay said 250; nothing recorded, no Sent copy yet
-        else:
-            from sqlalchemy import event
-            from sqlalchemy.orm import Session
+        def hook(claimed):  # type: ignore[no-untyped-def]
+            die()
 
-            from consultant.models import Outbox
-
-            @event.listens_for(Session, "after_flush")
-            def _kill(session, flush_context):  # type: ignore[no-untyped-def]
-                if any(isinstance(o, Outbox) and o.status == "sent" for o in session.dirty):
-                    die()  # the Sent copy exists; the 'sent' record never commits
-        send_one(rt.factory, settings, outbox_id, rt.transport(), rt.sent_folder, after_accept=hook)
+        # after_accept: the relay said 250; nothing recorded, no Sent copy yet.
+        # before_record: the Sent copy exists; the 'sent' record never commits.
+        hooks = {"after_accept": hook} if kind == "sender_after_accept" else {"before_record": hook}
+        send_one(rt.factory, settings, outbox_id, rt.transport(), rt.sent_folder, **hooks)
         return 0
     raise SystemExit(f"unknown crash kind {kind}")
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.db import transaction
-from consultant.intake.store import Location, store_raw
+from consultant.intake.store import Location, store_many, store_raw
 from consultant.models import ImapState, InboundMail, utcnow
 from consultant.settings import ImapSettings
 
@@ -121,14 +121,18 @@ class ImapPoller:
         sizes = client.fetch(uids, ["RFC822.SIZE"])
         small = [u for u in uids if int(sizes.get(u, {}).get(b"RFC822.SIZE", 0)) <= self.max_bytes]
         bodies = client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+        # The batch's mails are stored in one transaction (one commit), before any is enqueued.
+        fetched = [u for u in uids if bodies.get(u, {}).get(b"BODY[]") is not None]
+        stored_by_uid = dict(zip(fetched, store_many(self.factory, [
+            (bytes(bodies[u][b"BODY[]"]), self._where(u, uidvalidity)) for u in fetched]),
+            strict=True))
         done: list[int] = []
         for uid in uids:
-            where = Location("imap", self.mailbox, self.cfg.folder, uidvalidity, uid)
+            where = self._where(uid, uidvalidity)
             if uid in bodies:
-                raw = bodies[uid].get(b"BODY[]")
-                if raw is None:
+                if uid not in stored_by_uid:
                     continue  # expunged meanwhile
-                stored = store_raw(self.factory, bytes(raw), where)
+                stored = stored_by_uid[uid]
             elif uid in sizes:
                 # Too large to download: keep the headers and a quarantine record instead.
                 head = client.fetch([uid], ["BODY.PEEK[HEADER]"]).get(uid, {}).get(b"BODY[HEADER]", b"")
@@ -152,6 +156,9 @@ class ImapPoller:
             state = _state(session, self.mailbox, self.cfg.folder)
             assert state is not None
             state.last_uid = max(state.last_uid, max(done))
+
+    def _where(self, uid: int, uidvalidity: int) -> Location:
+        return Location("imap", self.mailbox, self.cfg.folder, uidvalidity, uid)
 
     def _quarantine_large(self, mail_id: int, size: int) -> None:
         with transaction(self.factory) as session:

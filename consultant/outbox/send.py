@@ -4,6 +4,12 @@ The row moves ``pending → sending`` (committed) before the SMTP conversation s
 ``sending → sent`` after it.  A row found in ``sending`` whose sender is gone therefore means
 "outcome unknown": it is never blindly re-sent; it is reconciled against the Sent copy (or the
 Maildir) and otherwise handed to a human as ``needs_check``.
+
+A sender may go on with the next due row after one (``send_batch``): recording message *n* as
+sent and claiming message *n + 1* then share one transaction, so a backlog costs one commit per
+answer instead of two, and still at most one row per sender is in ``sending`` at any moment,
+only while its SMTP conversation is under way.  The database work is a few Core statements on
+one connection kept for the run (each pooled checkout would cost a pre-ping round trip).
 """
 
 from __future__ import annotations
@@ -11,11 +17,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from consultant.db import transaction
 from consultant.models import (
@@ -45,6 +55,24 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row this process has moved to ``sending``: what the SMTP conversation needs."""
+
+    id: int
+    case_id: int | None
+    kind: str
+    message_id: str
+    to_addr: str
+    raw: bytes
+
+
+Hook = Callable[[Claimed], None]
+_CLAIMED = (Outbox.id, Outbox.case_id, Outbox.kind, Outbox.message_id, Outbox.to_addr, Outbox.raw)
+
+
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -53,65 +81,127 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
 
 
-def _claim(factory: sessionmaker[Session], outbox_id: int) -> Outbox | None:
-    with transaction(factory) as session:
-        out = session.get(Outbox, outbox_id, with_for_update=True)
-        if out is None or out.status != OUT_PENDING:
-            return None
-        if out.next_attempt_at is not None and out.next_attempt_at > utcnow():
-            return None
-        out.status = OUT_SENDING
-        out.attempts += 1
-        out.sending_started_at = utcnow()
-        out.claimed_by = _owner()
-        session.flush()
-        session.expunge(out)
-        return out
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(Outbox.status == OUT_PENDING,
+                or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now))
+
+
+def _claim_in(conn: Connection, outbox_id: int | None) -> Claimed | None:
+    """Move ``outbox_id`` (or, for None, the oldest due row no other sender holds) to
+    ``sending`` in the caller's transaction; None if it is not pending and due."""
+    now = utcnow()
+    target: int | ScalarSelect[int] | None = outbox_id
+    if target is None:
+        # SKIP LOCKED: two senders draining together take different rows instead of queueing
+        # on the same one (PostgreSQL; SQLite writers are serialised anyway).
+        target = (select(Outbox.id).where(_due(now)).order_by(Outbox.id).limit(1)
+                  .with_for_update(skip_locked=True).scalar_subquery())
+    # The status test in the UPDATE itself makes the claim atomic: of two senders claiming one
+    # row, the second waits for the first's row lock, re-reads the row and claims nothing.
+    row = conn.execute(
+        update(Outbox).where(Outbox.id == target, _due(now))
+        .values(status=OUT_SENDING, attempts=Outbox.attempts + 1, sending_started_at=now,
+                claimed_by=_owner())
+        .returning(*_CLAIMED)).first()
+    return Claimed(*row) if row is not None else None
+
+
+def _record_sent_in(conn: Connection, outbox_id: int, how: str) -> None:
+    row = conn.execute(update(Outbox).where(Outbox.id == outbox_id)
+                       .values(status=OUT_SENT, sent_at=utcnow(), last_error=None)
+                       .returning(Outbox.case_id, Outbox.kind, Outbox.message_id)).first()
+    assert row is not None, f"outbox {outbox_id} vanished while being sent"
+    case_id, kind, message_id = row
+    if case_id is not None and kind == "answer":
+        conn.execute(update(Case).where(Case.id == case_id).values(status=SENT))
+    conn.execute(insert(AuditEvent).values(
+        case_id=case_id, actor="system", action="sent",
+        detail={"outbox_id": outbox_id, "message_id": message_id, "kind": kind, "how": how}))
+
+
+def _engine(factory: sessionmaker[Session]) -> Engine:
+    """The engine behind ``factory``: the sender works on one Core connection of it."""
+    engine = factory.kw["bind"]
+    assert isinstance(engine, Engine)
+    return engine
 
 
 def send_one(factory: sessionmaker[Session], settings: Settings, outbox_id: int,
              transport: Transport, sent_folder: SentFolder | None = None,
-             after_accept: Callable[[Outbox], None] | None = None) -> str:
-    """Try to deliver one outbox message; returns its status afterwards."""
-    out = _claim(factory, outbox_id)
-    if out is None:
-        with factory() as session:
-            row = session.get(Outbox, outbox_id)
-            return row.status if row else "missing"
-    try:
-        transport.send(out.raw, settings.service.address, out.to_addr)
-    except TemporaryFailure as exc:
-        return _record_failure(factory, settings, outbox_id, str(exc), permanent=False)
-    except PermanentFailure as exc:
-        return _record_failure(factory, settings, outbox_id, str(exc), permanent=True)
-    except Exception as exc:  # noqa: BLE001 - unknown transport error: outcome unknown
-        _mark_needs_check(factory, outbox_id, f"unexpected error while sending: {exc!r}")
-        raise
-    if after_accept is not None:
-        after_accept(out)
-    if sent_folder is not None and sent_folder.enabled:
-        try:
-            sent_folder.save(out.raw)
-        except Exception as exc:  # noqa: BLE001 - the answer went out; the copy is secondary
-            log.warning("could not save a Sent copy of %s: %s", out.message_id, exc)
-    _record_sent(factory, outbox_id, how="smtp accepted")
-    return OUT_SENT
+             after_accept: Hook | None = None, before_record: Hook | None = None) -> str:
+    """Try to deliver one outbox message; returns its status afterwards.
+
+    ``after_accept`` runs once the relay has accepted the message (before the Sent copy),
+    ``before_record`` just before the ``sent`` record: seams for crash tests.
+    """
+    return send_batch(factory, settings, transport, sent_folder, first_id=outbox_id, limit=1,
+                      after_accept=after_accept, before_record=before_record)[outbox_id]
+
+
+def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Transport,
+               sent_folder: SentFolder | None = None, *, first_id: int | None = None,
+               limit: int = 1, seconds: float | None = None, after_accept: Hook | None = None,
+               before_record: Hook | None = None) -> dict[int, str]:
+    """Send ``first_id`` (if given and due), then further due rows, oldest first, up to
+    ``limit`` rows or ``seconds``; returns the status of each row tried (and of ``first_id`` in
+    any case: ``sent``/``sending`` by another sender, ``missing`` ...).
+
+    A temporary failure ends the run: the relay is likely in trouble, and the remaining rows
+    keep their attempts for their own retries.
+    """
+    deadline = time.monotonic() + seconds if seconds is not None else None
+    results: dict[int, str] = {}
+
+    def more() -> bool:
+        return len(results) < limit and (deadline is None or time.monotonic() < deadline)
+
+    with _engine(factory).connect() as conn:
+        with conn.begin():
+            current = _claim_in(conn, first_id)
+            if current is None and first_id is not None:
+                status = conn.execute(select(Outbox.status).where(Outbox.id == first_id)).scalar()
+                results[first_id] = status or "missing"
+                # Its own row was sent by another run: help with the backlog, if there is one
+                # (otherwise two senders would not drain it together: the second would only
+                # meet rows the first had already sent).
+                current = _claim_in(conn, None) if more() else None
+        while current is not None:
+            try:
+                transport.send(current.raw, settings.service.address, current.to_addr)
+            except TemporaryFailure as exc:
+                results[current.id] = _record_failure(factory, settings, current.id, str(exc),
+                                                       permanent=False)
+                break
+            except PermanentFailure as exc:
+                results[current.id] = _record_failure(factory, settings, current.id, str(exc),
+                                                      permanent=True)
+                with conn.begin():
+                    current = _claim_in(conn, None) if more() else None
+                continue
+            except Exception as exc:  # noqa: BLE001 - unknown transport error: outcome unknown
+                _mark_needs_check(factory, current.id, f"unexpected error while sending: {exc!r}")
+                raise
+            if after_accept is not None:
+                after_accept(current)
+            if sent_folder is not None and sent_folder.enabled:
+                try:
+                    sent_folder.save(current.raw)
+                except Exception as exc:  # noqa: BLE001 - the answer went out; the copy is secondary
+                    log.warning("could not save a Sent copy of %s: %s", current.message_id, exc)
+            if before_record is not None:
+                before_record(current)
+            results[current.id] = OUT_SENT
+            # One commit records this message and claims the next: a crash before it leaves
+            # this row in "sending" (reconciled) and the next still "pending" (sent later).
+            with conn.begin():
+                _record_sent_in(conn, current.id, how="smtp accepted")
+                current = _claim_in(conn, None) if more() else None
+    return results
 
 
 def _record_sent(factory: sessionmaker[Session], outbox_id: int, how: str) -> None:
-    with transaction(factory) as session:
-        out = session.get(Outbox, outbox_id, with_for_update=True)
-        assert out is not None
-        out.status = OUT_SENT
-        out.sent_at = utcnow()
-        out.last_error = None
-        if out.case_id is not None and out.kind == "answer":
-            case = session.get(Case, out.case_id)
-            assert case is not None
-            case.status = SENT
-        session.add(AuditEvent(case_id=out.case_id, actor="system", action="sent",
-                               detail={"outbox_id": out.id, "message_id": out.message_id,
-                                       "kind": out.kind, "how": how}))
+    with _engine(factory).begin() as conn:
+        _record_sent_in(conn, outbox_id, how)
 
 
 def _record_failure(factory: sessionmaker[Session], settings: Settings, outbox_id: int,
@@ -200,11 +290,8 @@ def due_ids(factory: sessionmaker[Session]) -> list[int]:
     """Pending rows whose next attempt is due, oldest first."""
     now = utcnow()
     with factory() as session:
-        return list(session.execute(
-            select(Outbox.id).where(Outbox.status == OUT_PENDING,
-                                    or_(Outbox.next_attempt_at.is_(None),
-                                        Outbox.next_attempt_at <= now))
-            .order_by(Outbox.id)).scalars())
+        return list(session.execute(select(Outbox.id).where(_due(now)).order_by(Outbox.id))
+                    .scalars())
 
 
 def resolve(factory: sessionmaker[Session], outbox_id: int, *, sent: bool, by: str) -> None:

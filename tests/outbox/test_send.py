@@ -108,3 +108,73 @@ def test_reply_subject_is_one_clean_line():
     assert reply_subject("RE: Fwd: [CC-3] Question\t about\n 99213", 7) == "Re: Question about 99213 [CC-7]"
     assert reply_subject("", 1) == "Re: Your coding question [CC-1]"
     assert capped_references([], "<a@b>") == ["<a@b>"]
+
+
+def _queued_rows(factory, settings, n: int) -> list[int]:  # type: ignore[no-untyped-def]
+    from consultant.outbox.compose import build_message, new_message_id
+
+    ids = []
+    with factory() as s:
+        for i in range(n):
+            message_id = new_message_id(settings)
+            raw = build_message(settings, to_addr=f"coder{i}@clinic.test", subject=f"Re: q{i}",
+                                text="The answer.\n", html=None, message_id=message_id,
+                                in_reply_to=None, references=[])
+            row = Outbox(kind="notice", message_id=message_id, to_addr=f"coder{i}@clinic.test",
+                         subject=f"Re: q{i}", raw=raw, status="pending", attempts=0)
+            s.add(row)
+            s.flush()
+            ids.append(row.id)
+        s.commit()
+    return ids
+
+
+def test_a_send_run_goes_on_with_due_answers_and_leaves_the_rest(factory, settings, smtp_sink):
+    from datetime import timedelta
+
+    from consultant.models import utcnow
+    from consultant.outbox.send import send_batch
+
+    first, later, second, third = _queued_rows(factory, settings, 4)
+    with factory() as s:
+        s.get(Outbox, later).next_attempt_at = utcnow() + timedelta(hours=1)  # backing off
+        s.commit()
+    transport = to_sink(settings, smtp_sink)
+    got = send_batch(factory, settings, transport, first_id=second, limit=10)
+    assert got == {second: "sent", first: "sent", third: "sent"}
+    assert sorted(m["to"][0] for m in smtp_sink.messages) == [
+        "coder0@clinic.test", "coder2@clinic.test", "coder3@clinic.test"]
+    with factory() as s:
+        assert {i: s.get(Outbox, i).status for i in (first, later, second, third)} == {
+            first: "sent", later: "pending", second: "sent", third: "sent"}
+        assert all(s.get(Outbox, i).attempts == 1 for i in (first, second, third))
+    # The row's own task, run afterwards, finds it sent and sends nothing.
+    assert send_batch(factory, settings, transport, first_id=first, limit=10) == {first: "sent"}
+    assert len(smtp_sink.messages) == 3
+    transport.close()
+
+
+def test_a_temporary_failure_ends_the_run(factory, settings, smtp_sink):
+    from consultant.outbox.send import send_batch
+
+    first, second = _queued_rows(factory, settings, 2)
+    smtp_sink.handler.reply = "451 4.3.0 try again later"
+    transport = to_sink(settings, smtp_sink)
+    assert send_batch(factory, settings, transport, first_id=first, limit=10) == {first: "pending"}
+    with factory() as s:
+        assert s.get(Outbox, second).status == "pending" and s.get(Outbox, second).attempts == 0
+    transport.close()
+
+
+def test_a_run_whose_own_answer_is_gone_helps_with_the_backlog(factory, settings, smtp_sink):
+    from consultant.outbox.send import send_batch
+
+    done, waiting = _queued_rows(factory, settings, 2)
+    transport = to_sink(settings, smtp_sink)
+    assert send_one(factory, settings, done, transport) == "sent"
+    assert send_batch(factory, settings, transport, first_id=done, limit=10) == {
+        done: "sent", waiting: "sent"}
+    # send_one stays to its own row.
+    assert send_one(factory, settings, done, transport) == "sent"
+    assert len(smtp_sink.messages) == 2
+    transport.close()

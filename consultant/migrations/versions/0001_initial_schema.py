@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 09:15:20.037530
+Create Date: 2026-12-01 09:36:50.877003
 """
 from alembic import op
 import sqlalchemy as sa
