@@ -170,6 +170,8 @@ class Env:
         settings.broker.url = self.redis_url
         settings.service.address = "consult@cc.test"
         settings.smtp_out.maildir = str(self.tmp / "outbox-maildir")
+        # Raw mail is encrypted at rest: a key file of this run's own (created on first use).
+        settings.privacy.key_file = str(self.tmp / "raw-mail.keys")
         # Quota holds would turn questions into held cases with notices: not what is measured.
         settings.quota.guest = 1_000_000
         imap = settings.imap

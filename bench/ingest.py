@@ -136,6 +136,7 @@ def _lost_note(stored: int, decided: int, factory=None) -> str:  # type: ignore[
 def run(env: Env, sizes: Sizes) -> list[Figure]:
     from consultant.db import make_engine, make_session_factory
     from consultant.intake.imap import ImapPoller
+    from consultant.privacy.crypto import load_keys
     from consultant.services import _enqueue_mail
 
     corpus = load_corpus(sizes.corpus_limit)
@@ -154,7 +155,7 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
     # Intake alone: fetch → store → enqueue → flag, no worker running.
     env.flush_redis()
     settings = env.settings(env.new_database(), "ingest")
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, keys=load_keys(settings.privacy))
     factory = make_session_factory(engine)
     from workers.app import configure
 
@@ -178,7 +179,7 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
     # Both together, on a fresh database: IMAP → disposition committed for every mail.
     env.flush_redis()
     settings = env.settings(env.new_database(), "ingest")
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, keys=load_keys(settings.privacy))
     factory = make_session_factory(engine)
     with pipeline(settings):
         decided, full_s = wait_decided(factory, stored)

@@ -93,7 +93,9 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
     env.flush_redis()
 
     # Mails already decided, so process_mail returns after loading the row.
-    engine = make_engine(settings.database.url)
+    from consultant.privacy.crypto import load_keys
+
+    engine = make_engine(settings.database.url, keys=load_keys(settings.privacy))
     with engine.begin() as conn:
         conn.execute(insert(InboundMail), [
             {"raw": b"x", "raw_sha256": f"{i:064x}", "size": 1, "source": "cli", "rule_hits": [],

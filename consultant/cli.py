@@ -172,7 +172,7 @@ def cmd_cases_approve(args: argparse.Namespace, settings: Settings,
             raise CliError(f"cannot read {args.text_file}: {exc}") from exc
         if not text.strip():
             raise CliError(f"{args.text_file} is empty; refusing to approve an empty answer")
-    effects = approve(factory, settings, args.id, text=text, by=args.by)
+    effects = approve(factory, settings, args.id, text=text, by=args.by, confirm_phi=args.confirm_phi)
     _dispatch(effects, settings)
     print(f"case {args.id} approved; answer queued (outbox {', '.join(map(str, effects.outbox_ids))})")
     return 0
@@ -281,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("--text-file", help="final answer text (- for stdin); default: the latest draft")
     p.add_argument("--by", default="cli", help="approving consultant's email")
+    p.add_argument("--confirm-phi", action="store_true",
+                   help="confirm the answer holds none of the patient identifiers removed from the mail "
+                        "(required for such cases)")
     p = add("reject", cmd_cases_reject, "reject a case (no answer is sent, no quota charged)", cases)
     p.add_argument("id", type=int)
     p.add_argument("--reason", required=True)
@@ -308,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", default="cli")
 
     for module in ("consultant.codes.cli", "consultant.review.cli", "consultant.drafting.cli",
-                   "consultant.quota.cli"):
+                   "consultant.quota.cli", "consultant.privacy.cli", "consultant.audit.cli"):
         _register_optional(module, sub)
     return parser
 
@@ -335,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         from consultant.db import make_engine, make_session_factory
+        from consultant.privacy.crypto import load_keys
 
-        engine = make_engine(settings.database.url)
+        engine = make_engine(settings.database.url, keys=load_keys(settings.privacy))
         factory = make_session_factory(engine)
         if args.command not in ("init", "demo") and not _schema_ready(engine):
             raise CliError(f"the database at {settings.database.url} has no schema yet; "

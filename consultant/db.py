@@ -5,21 +5,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+if TYPE_CHECKING:
+    from consultant.privacy.crypto import RawMailKeys
 
 
 class Base(DeclarativeBase):
     """Declarative base shared by every table of the service."""
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, keys: RawMailKeys | None = None) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys.
+
+    ``keys``: the raw-mail encryption keys (consultant.privacy.crypto); an engine without them
+    cannot read or write ``inbound_mail.raw`` (it says so), e.g. the migrations' engine.
 
     Several processes (poller, worker, console) share one SQLite file in the embedded setup, so
     writers wait for each other (busy timeout) instead of failing with "database is locked".
     """
+    engine: Engine
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -39,12 +47,22 @@ def make_engine(url: str) -> Engine:
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    if keys is not None:
+        from consultant.privacy.crypto import attach
+
+        attach(engine, keys)
+    return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions whose audit events are sealed into the hash chain at commit."""
+    from consultant.audit.chain import install
+
+    factory = sessionmaker(engine, expire_on_commit=False)
+    install(factory)
+    return factory
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from consultant.db import Base
+from consultant.privacy.crypto import EncryptedBytes
 
 
 def utcnow() -> datetime:
@@ -77,7 +78,9 @@ class InboundMail(Base):
     __tablename__ = "inbound_mail"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # Encrypted at rest (consultant.privacy.crypto); None once purged after the retention period.
+    raw: Mapped[bytes | None] = mapped_column(EncryptedBytes(), nullable=True)
+    raw_purged_at: Mapped[datetime | None] = mapped_column(TZDateTime())
     raw_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     size: Mapped[int] = mapped_column(Integer)
     message_id: Mapped[str | None] = mapped_column(String(998), index=True)
@@ -205,6 +208,8 @@ class Case(Base):
     rule_hits: Mapped[list[str]] = mapped_column(JSON, default=list)
     question_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # What redaction removed from the thread: {"counts": {kind: n}, "rules": [...]}; never values.
+    redaction: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     assigned_to: Mapped[str | None] = mapped_column(String(320))
     reject_reason: Mapped[str | None] = mapped_column(Text)
     failure: Mapped[str | None] = mapped_column(Text)
@@ -279,6 +284,9 @@ class Outbox(Base):
 
 
 class AuditEvent(Base):
+    """One state change.  ``seq``, ``prev_hash`` and ``hash`` are set at commit by
+    consultant.audit.chain; callers never set them."""
+
     __tablename__ = "audit"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -287,13 +295,17 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    seq: Mapped[int | None] = mapped_column(Integer, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 def import_all_models() -> None:
     """Import every module that defines tables so metadata is complete (Alembic, create_all)."""
     import importlib
 
-    for name in ("consultant.codes.models", "consultant.review.models", "consultant.drafting.models"):
+    for name in ("consultant.codes.models", "consultant.review.models", "consultant.drafting.models",
+                 "consultant.audit.models"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:

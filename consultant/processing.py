@@ -19,7 +19,6 @@ from sqlalchemy.orm.base import NO_VALUE
 from consultant.db import reading, transaction
 from consultant.drafting.draft import DRAFT_FLAGS, DraftResult, make_draft
 from consultant.drafting.suggest import PROMPT_PREFIX
-from consultant.mail.body import new_text
 from consultant.mail.parse import MailParseError, MailView, parse_mail
 from consultant.mail.rules import classify_machine_mail
 from consultant.models import (
@@ -36,6 +35,8 @@ from consultant.models import (
     Outbox,
     utcnow,
 )
+from consultant.privacy.mail import redact_mail
+from consultant.privacy.redact import Summary
 from consultant.quota import ledger, registration
 from consultant.quota import notices as quota_notices
 from consultant.settings import Settings
@@ -73,6 +74,8 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
     disposition, size, raw = row
     if disposition is not None:
         return Effects()
+    if raw is None:
+        raise LookupError(f"inbound mail {mail_id} was purged before it was processed")
 
     # Parse outside the write transaction: a pathological mail may take seconds, and SQLite
     # would hold every other writer for that long.
@@ -98,13 +101,27 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         mail.processed_at = utcnow()
         if view is None:
             _dispose(mail, "quarantined", ["unparseable"], reason)
+            _audit_classified(session, mail)
             return effects
         if view.message_id and not mail.message_id:
             mail.message_id = view.message_id
         mail.from_addr = view.from_addr
-        mail.subject = view.subject
+        # Stored for humans (queue, console, logs): redacted.  Only the encrypted raw mail keeps
+        # the original.
+        mail.subject = redact_mail(view, ours=_our_addresses(settings)).subject
         _classify_person_mail(session, settings, mail, view, effects)
+        _audit_classified(session, mail)
     return effects
+
+
+def _audit_classified(session: Session, mail: InboundMail) -> None:
+    session.add(AuditEvent(case_id=mail.case_id, actor="system", action="classified",
+                           detail={"mail_id": mail.id, "disposition": mail.disposition,
+                                   "rules": list(mail.rule_hits or [])}))
+
+
+def _our_addresses(settings: Settings) -> tuple[str, ...]:
+    return (settings.service.address.lower(), *(a.lower() for a in settings.service.aliases))
 
 
 def _dispose(mail: InboundMail, disposition: str, hits: list[str], reason: str | None = None) -> None:
@@ -119,7 +136,7 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
     if disposition is not None:
         _dispose(mail, disposition, hits, f"rule {hits[0]}")
         return
-    ours = {settings.service.address.lower(), *(a.lower() for a in settings.service.aliases)}
+    ours = set(_our_addresses(settings))
     if view.from_addr in ours:
         # Our own address as sender: answering would loop.
         _dispose(mail, "quarantined", ["is_from_self"], "sent from the service's own address")
@@ -148,11 +165,14 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
             session.flush()
             draft_or_hold(session, settings, case, effects, {mail.id: view})
         return
+    # The display name and subject are stored redacted: "Billing re pt Ann Lee" is a display
+    # name we have seen.
+    redacted = redact_mail(view, ours=_our_addresses(settings))
     requester = ledger.get_or_create_requester(session, settings.quota, view.from_addr or "",
-                                               view.from_name)
+                                               redacted.from_name)
     # A new case's mails and drafts are known (this mail; none): given here, drafting reads
     # them from memory instead of querying for them.
-    case = Case(requester_id=requester.id, subject=view.subject, first_mail_id=mail.id,
+    case = Case(requester_id=requester.id, subject=redacted.subject, first_mail_id=mail.id,
                 status=RECEIVED, rule_hits=[], codes=[], findings=[], facts={},
                 question_types=[], flags=[], mails=[mail], drafts=[])
     _dispose(mail, "case", ["new_case"])
@@ -199,23 +219,40 @@ def _thread_case(session: Session, view: MailView) -> tuple[Case | None, str]:
     return None, ""
 
 
-def case_question(session: Session, case: Case, parsed: dict[int, MailView] | None = None) -> str:
-    """The requester's own words across the thread, oldest first, quotes removed.
+@dataclass
+class Question:
+    """The requester's own words across the thread, identifiers already replaced, and what was
+    replaced (kinds and counts; never the values)."""
 
-    ``parsed``: views already made of some of the case's mails (the one being processed), so
-    they are not parsed a second time.
+    text: str
+    redaction: Summary
+
+
+def case_question(session: Session, settings: Settings, case: Case,
+                  parsed: dict[int, MailView] | None = None) -> Question:
+    """The requester's own words across the thread, oldest first, quotes removed, redacted.
+
+    Redaction happens here, before drafting: the drafting pipeline, the stored draft and the
+    console only ever see placeholders.  ``parsed``: views already made of some of the case's
+    mails (the one being processed), so they are not parsed a second time.
     """
     parsed = parsed or {}
     pieces = []
+    summary = Summary()
     for mail in case.mails:
         if mail.disposition not in {"case", "followup", "held_quota"} or \
                 "is_registration" in (mail.rule_hits or []):
             continue
+        if mail.raw is None:
+            continue  # purged after the retention period; its redacted case text remains
         try:
-            pieces.append(new_text(parsed.get(mail.id) or parse_mail(mail.raw)))
+            view = parsed.get(mail.id) or parse_mail(mail.raw)
         except MailParseError:
             continue
-    return "\n\n".join(p for p in pieces if p)
+        redacted = redact_mail(view, ours=_our_addresses(settings))
+        summary.add_summary(redacted.summary)
+        pieces.append(redacted.new_text)
+    return Question("\n\n".join(p for p in pieces if p), summary)
 
 
 def open_cases_ahead(session: Session, case: Case) -> int:
@@ -240,12 +277,17 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
                                detail=quota.as_json()))
         _maybe_notify_over_quota(session, settings, case, quota, effects)
         return
-    question = case_question(session, case, parsed)
+    question = case_question(session, settings, case, parsed)
+    if question.redaction.found and question.redaction.as_json() != case.redaction:
+        session.add(AuditEvent(case_id=case.id, actor="system", action="redacted",
+                               detail=question.redaction.as_json()))
+    case.redaction = question.redaction.as_json()
     try:
         # A savepoint: a drafting bug must not lose the case (or the mail) with it.
         with session.begin_nested():
-            result = make_draft(session, settings, question=question, subject=case.subject,
-                                requester_name=case.requester.name)
+            result = make_draft(session, settings, question=question.text, subject=case.subject,
+                                requester_name=case.requester.name,
+                                redaction=question.redaction)
     except Exception as exc:  # noqa: BLE001 - the consultant writes this one by hand
         log.exception("automatic drafting failed for case %s", case.id)
         result = _fallback_draft(exc)
@@ -263,7 +305,8 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
     case.status = NEEDS_INFO if result.kind == "needs_info" else AWAITING_REVIEW
     case.drafted_at = utcnow()
     session.add(AuditEvent(case_id=case.id, actor="system", action="drafted",
-                           detail={"version": version, "template": result.template}))
+                           detail={"version": version, "template": result.template,
+                                   "releases": list(result.facts.get("releases") or [])}))
 
 
 def _next_version(session: Session, case: Case) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from consultant.db import make_engine, make_session_factory
 from consultant.outbox.sentcopy import SentFolder
 from consultant.outbox.transport import Transport, make_transport
+from consultant.privacy.crypto import load_keys
 from consultant.settings import Settings
 
 
@@ -20,7 +21,7 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.database.url)
+        return make_engine(self.settings.database.url, keys=load_keys(self.settings.privacy))
 
     @cached_property
     def factory(self) -> sessionmaker[Session]:

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 # aiosmtpd logs every connection at INFO; keep its warnings only.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
 SWEEP_INTERVAL = 30.0
+# Raw mail past its retention period is purged this often by `run` (and at start).
+PURGE_INTERVAL = 3600.0
 
 
 def _enqueue_mail(mail_id: int) -> None:
@@ -120,13 +122,26 @@ class Sweeper:
         self.thread = threading.Thread(target=self._loop, name="sweeper", daemon=True)
 
     def _loop(self) -> None:
+        import time
+
+        from consultant.privacy.retention import purge
         from consultant.sweep import sweep
 
+        last_purge = 0.0
         while not self.stopping.wait(self.interval):
             try:
                 sweep(self.rt, _enqueue_mail, _enqueue_send)
             except Exception:  # noqa: BLE001 - keep sweeping; log why
                 log.exception("sweep failed")
+            if time.monotonic() - last_purge >= PURGE_INTERVAL or not last_purge:
+                last_purge = time.monotonic()
+                try:
+                    done = purge(self.rt.factory, self.rt.settings.privacy)
+                    if done.mails or done.audit_events:
+                        log.info("retention: purged %d raw mail(s), %d audit event(s)",
+                                 done.mails, done.audit_events)
+                except Exception:  # noqa: BLE001 - keep running; log why
+                    log.exception("retention purge failed")
 
     def start(self) -> Sweeper:
         self.thread.start()

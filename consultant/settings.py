@@ -193,6 +193,20 @@ class ConsoleSettings:
 
 
 @dataclass
+class PrivacySettings:
+    # Fernet keys for the raw mail at rest, newest first (the first encrypts, all decrypt).
+    # Set them in the environment: CASECONSULTANT_PRIVACY__RAW_MAIL_KEYS="new,old".
+    raw_mail_keys: list[str] = field(default_factory=list)
+    # Used when raw_mail_keys is empty: created with one fresh key (mode 0600) on first use.
+    key_file: str = "var/raw-mail.keys"
+    # Raw mail (and its attachments) is purged this many days after it was received.
+    retention_days: int = 30
+    # Audit entries are kept this long (6 years), then pruned with an anchor that keeps the
+    # chain verifiable.
+    audit_retention_days: int = 2192
+
+
+@dataclass
 class WorkersSettings:
     # Pool size of each queue's workers (`caseconsultant worker --queue NAME`, and the thread
     # pools of `run` and `demo`).  One queue per kind of work: sending never waits for drafting.
@@ -219,6 +233,7 @@ class Settings:
     smtp_out: SmtpOutSettings = field(default_factory=SmtpOutSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     workers: WorkersSettings = field(default_factory=WorkersSettings)
     codes: dict[str, Any] = field(default_factory=dict)
     source: str = ""

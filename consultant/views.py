@@ -35,6 +35,8 @@ def case_json(session: Session, settings: Settings, case: Case) -> dict[str, Any
         "findings": list(case.findings or []),
         "question_types": list(case.question_types or []),
         "flags": list(case.flags or []),
+        # What redaction removed (kinds and counts, never values); approving needs confirm_phi.
+        "redaction": dict(case.redaction or {}),
         "rule_hits": sorted({h for m in case.mails for h in (m.rule_hits or [])} | set(case.rule_hits or [])),
         "draft": ({"text": draft.text, "template": draft.template, "version": draft.version,
                    "author": draft.author, "kind": draft.kind} if draft else None),

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from consultant.db import make_engine, make_session_factory, upgrade
+from consultant.privacy.crypto import generate_key, load_keys
 from consultant.settings import Settings, load_settings
 from tests import servers
 
 pytest_plugins = ("celery.contrib.pytest",)
+
+TEST_RAW_MAIL_KEY = generate_key()
 
 
 # --- servers (session scope: started once) ---------------------------------------------------
@@ -83,6 +86,8 @@ def make_settings(db_url: str, tmp_path: Path, **sections: dict) -> Settings:
     settings.broker.url = "memory://"
     settings.service.address = "consult@cc.test"
     settings.smtp_out.maildir = str(tmp_path / "outbox-maildir")
+    # Raw mail is encrypted at rest: one key for the whole test run, never a file in the repo.
+    settings.privacy.raw_mail_keys = [TEST_RAW_MAIL_KEY]
     for section, values in sections.items():
         for key, value in values.items():
             setattr(getattr(settings, section), key, value)
@@ -97,7 +102,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def factory(settings: Settings):  # type: ignore[no-untyped-def]
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, keys=load_keys(settings.privacy))
     yield make_session_factory(engine)
     engine.dispose()
 

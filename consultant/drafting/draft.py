@@ -3,7 +3,7 @@
 Steps, each in its own module: cut the text into questions and type each by named rules
 (``questions``), look up the facts each type needs with their sources (``facts``, ``units``),
 write the suggested answer where the data decides it (``suggest``), add consultants' notes
-(``notes``), flag patient identifiers (``phi``), and render the reply templates.  When an answer
+(``notes``), flag the patient identifiers redaction removed, and render the reply templates.  When an answer
 depends on the date of service or the payer and the mail does not say, the draft is instead a
 clarifying question (``kind="needs_info"``), which costs the requester no quota.
 """
@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from consultant.codes import api as codes_api
-from consultant.drafting import notes, phi
+from consultant.drafting import notes
 from consultant.drafting.facts import PartFacts, build
 from consultant.drafting.questions import (
     BUNDLING,
@@ -29,6 +29,7 @@ from consultant.drafting.questions import (
 )
 from consultant.drafting.suggest import suggest
 from consultant.drafting.templating import render_pair
+from consultant.privacy.redact import Summary
 from consultant.settings import Settings
 
 # Question types whose answer rests on NCCI edits: those are CMS (Medicare/Medicaid) rules that
@@ -67,13 +68,14 @@ class DraftResult:
 
 
 def make_draft(session: Session, settings: Settings, *, question: str, subject: str,
-               requester_name: str | None) -> DraftResult:
-    """Analyse ``question`` (the requester's own words across the thread) and render a draft."""
+               requester_name: str | None, redaction: Summary | None = None) -> DraftResult:
+    """Analyse ``question`` (the requester's own words across the thread, already redacted by
+    consultant.privacy) and render a draft; ``redaction`` says what was removed."""
+    redaction = redaction or Summary()
     text = f"{subject}\n\n{question}" if _subject_is_question(subject, question) else question
     ctx, parts = parse_question(text)
     analysis = codes_api.analyse(session, text, date_of_service=ctx.date_of_service)
     _merge_analysis_context(ctx, analysis.context)
-    phi_check = phi.check(text)
 
     built: list[PartFacts] = [build(session, part, ctx) for part in parts]
     part_views = [_part_view(session, pf, ctx) for pf in built]
@@ -84,8 +86,8 @@ def make_draft(session: Session, settings: Settings, *, question: str, subject: 
 
     rule_hits = [f"question_rule:{pf.part.rule}" for pf in built]
     flags: list[str] = []
-    if phi_check.suspected:
-        rule_hits += ["phi_suspected", *phi_check.hits]
+    if redaction.found:
+        rule_hits += ["phi_suspected", *redaction.rules]
         flags.append("phi_suspected")
     if missing:
         rule_hits.append("needs_info:" + "+".join(m["field"] for m in missing))
@@ -95,7 +97,8 @@ def make_draft(session: Session, settings: Settings, *, question: str, subject: 
     base = {
         "requester_name": requester_name or "",
         "subject": subject,
-        "phi": phi_check.suspected,
+        "phi": redaction.found,
+        "phi_kinds": redaction.described(),
         "service_name": settings.service.name,
         "parts": part_views,
     }
@@ -113,7 +116,7 @@ def make_draft(session: Session, settings: Settings, *, question: str, subject: 
         "releases": releases,
         "cpt_descriptors": cpt_shown,
         "missing": missing,
-        "phi": phi_check.hits,
+        "phi": redaction.as_json(),
         "analysis_findings": analysis.findings,
     }
     return DraftResult(
@@ -182,7 +185,7 @@ def _missing_info(ctx: MailContext, built: list[PartFacts]) -> list[dict[str, st
 
 def _part_view(session: Session, pf: PartFacts, ctx: MailContext) -> dict[str, Any]:
     part = pf.part
-    quote = phi.redact(part.text)
+    quote = part.text
     if len(quote) > QUOTE_CHARS:
         quote = quote[:QUOTE_CHARS].rsplit(" ", 1)[0] + " …"
     facts = [{"text": f["text"].replace("\n", " "), "source": f["source"], "kind": f["kind"],

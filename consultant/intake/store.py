@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 
 from consultant.mail.parse import quick_headers, raw_sha256
 from consultant.models import InboundMail
+from consultant.privacy.redact import redact_text
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,10 @@ def _store_all(factory: sessionmaker[Session], items: list[tuple[bytes, Location
                 headers = quick_headers(raw)
                 created[digest] = InboundMail(
                     raw=raw, raw_sha256=digest, size=len(raw), message_id=headers.message_id,
-                    from_addr=headers.from_addr, subject=headers.subject, source=where.source,
+                    # The subject is shown in the queue before the mail is processed: redacted.
+                    from_addr=headers.from_addr,
+                    subject=redact_text(headers.subject).text if headers.subject else None,
+                    source=where.source,
                     mailbox=where.mailbox, folder=where.folder, uidvalidity=where.uidvalidity,
                     uid=where.uid, rule_hits=[],
                 )

@@ -124,6 +124,8 @@ def charge_answer(session: Session, quota: QuotaSettings, requester: Requester, 
                        requester_id=requester.id, actor=by, reason=f"answer to case {case_id}",
                        case_id=case_id, at=now)
     session.add(entry)
+    session.add(AuditEvent(case_id=case_id, actor=by, action="charged",
+                           detail={"account": account.key, "bucket": bucket}))
     session.flush()
     after = ledger.status_of(quota, account, [*existing, _row(entry)], now, requester.email)
     return Charge(entry, before, after)
@@ -155,6 +157,8 @@ def refund(session: Session, quota: QuotaSettings, charge: QuotaEntry, *, by: st
                        requester_id=charge.requester_id, actor=by, reason=why,
                        case_id=charge.case_id, outbox_id=charge.outbox_id, key=key, at=now)
     session.add(entry)
+    session.add(AuditEvent(case_id=charge.case_id, actor=by, action="refunded",
+                           detail={"account": charge.account, "charge_id": charge.id, "why": why}))
     session.flush()
     return entry
 

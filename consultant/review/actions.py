@@ -16,7 +16,7 @@ from consultant.db import transaction
 from consultant.drafting import approval
 from consultant.drafting.suggest import PROMPT_PREFIX, has_prompt
 from consultant.drafting.templating import render_html, render_text
-from consultant.mail.parse import quick_headers
+from consultant.mail.parse import MailParseError, parse_mail, quick_headers
 from consultant.models import (
     APPROVED,
     AWAITING_REPLY,
@@ -30,6 +30,10 @@ from consultant.models import (
     Outbox,
 )
 from consultant.outbox.compose import build_message, case_tag, new_message_id, reply_subject
+from consultant.privacy import outgoing
+from consultant.privacy.kinds import Kind
+from consultant.privacy.mail import redact_mail
+from consultant.privacy.redact import Summary
 from consultant.processing import Effects
 from consultant.quota import charging, ledger
 from consultant.quota import notices as quota_notices
@@ -127,7 +131,8 @@ def _thread_ids(case: Case) -> tuple[str | None, list[str]]:
     if not case.mails:
         return None, []
     newest = case.mails[-1]  # the relationship is ordered by id
-    refs = list(quick_headers(newest.raw).references)
+    # A purged mail (past retention) has no raw bytes left: its Message-ID still threads.
+    refs = list(quick_headers(newest.raw).references) if newest.raw is not None else []
     if newest.message_id:
         refs.append(newest.message_id)
     return newest.message_id, refs
@@ -135,12 +140,14 @@ def _thread_ids(case: Case) -> tuple[str | None, list[str]]:
 
 def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
             text: str | None, by: str, kind: str | None = None,
-            expected_version: int | None = None) -> Effects:
+            expected_version: int | None = None, confirm_phi: bool = False) -> Effects:
     """Approve the latest draft (optionally replaced by ``text``) and queue it for sending.
 
     ``kind="needs_info"`` sends the text as a clarifying question instead (see request_info).
     ``expected_version``: the draft version the consultant's page showed; a newer one (another
-    consultant's save) refuses the approval with StaleDraft."""
+    consultant's save) refuses the approval with StaleDraft.
+    A case whose mail had patient identifiers removed needs ``confirm_phi=True``: the
+    consultant says, once, that they read the answer knowing that."""
     effects = Effects()
     with transaction(factory) as session:
         case = _load_case(session, case_id)
@@ -158,6 +165,14 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         draft = save_edit(session, case, text, by, kind) if text is not None else current
         if draft is None:
             raise ActionError(f"case {case_id} has no draft to approve")
+        removed = Summary.from_json(case.redaction)
+        if removed.found and not confirm_phi:
+            session.commit()  # keep the consultant's edit; refuse only the sending
+            raise ActionError(
+                f"case {case_id}: patient identifiers were removed from this mail "
+                f"({removed.counted()}); confirm that the answer holds none of them "
+                "(console: tick the confirmation box; API: \"confirm_phi\": true; "
+                "CLI: --confirm-phi)")
         requester = case.requester
         charges = draft.kind == "answer"
         # The suggested-answer marker lines are for the consultant, not the requester.
@@ -167,6 +182,18 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
             session.commit()  # keep the consultant's edit; refuse only the sending
             raise ActionError(f"case {case_id}: the answer still contains a '{PROMPT_PREFIX} …]' "
                               "prompt; replace it with the answer before approving")
+        signer, credential = approval.signature(session, settings, by)
+        subject = reply_subject(case.subject, case.id)
+        ours = [requester.email, by, signer, settings.service.address, *settings.service.aliases]
+        # A consultant may have typed a name or a number back in, and the reply's warning says
+        # we left them out: refuse before anything is charged, keeping their edit.
+        removed_values = _removed_values(settings, case)
+        findings = outgoing.check(subject=subject, text=body, html=None, allowed_emails=ours,
+                                  removed=removed_values,
+                                  our_names=[signer, credential, settings.service.name])
+        if findings:
+            session.commit()
+            raise ActionError(_identifiers_refusal(case_id, findings))
         charge: charging.Charge | None = None
         if charges:
             try:
@@ -180,7 +207,6 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
                 raise ActionError(f"{over}; case {case_id} is held. Give more with `requesters "
                                   "grant EMAIL N --why ...` or `requesters set-plan`.") from None
         balance = charge.after if charge else ledger.status(session, settings.quota, requester)
-        signer, credential = approval.signature(session, settings, by)
         footer_ctx = {
             "consultant_name": signer, "consultant_credential": credential,
             "service_name": settings.service.name, "as_of": date.today().isoformat(),
@@ -193,9 +219,15 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
         text_part = body + footer
         html_part = render_html("final", {"body": body, "footer": footer.strip()},
                                 settings.service.template_dir)
+        # The last look at exactly what will be sent, footer and HTML included, right before
+        # the outbox.  Raising here rolls the charge back with everything else.
+        findings = outgoing.check(subject=subject, text=text_part, html=html_part,
+                                  allowed_emails=ours, removed=removed_values,
+                                  our_names=[signer, credential, settings.service.name])
+        if findings:
+            raise ActionError(_identifiers_refusal(case_id, findings))
         in_reply_to, references = _thread_ids(case)
         message_id = new_message_id(settings)
-        subject = reply_subject(case.subject, case.id)
         raw = build_message(settings, to_addr=requester.email, subject=subject, text=text_part,
                             html=html_part, message_id=message_id, in_reply_to=in_reply_to,
                             references=references)
@@ -220,14 +252,35 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
     return effects
 
 
+def _removed_values(settings: Settings, case: Case) -> list[tuple[Kind, str]]:
+    """The identifiers redaction took out of the case's mails, read again from the encrypted
+    raw mail (never stored elsewhere); nothing once the raw copies are purged."""
+    ours = (settings.service.address, *settings.service.aliases)
+    values: list[tuple[Kind, str]] = []
+    for mail in case.mails:
+        if mail.raw is None:
+            continue
+        try:
+            values += redact_mail(parse_mail(mail.raw), ours=ours).values
+        except MailParseError:
+            continue
+    return values
+
+
+def _identifiers_refusal(case_id: int, findings: list[outgoing.Finding]) -> str:
+    return (f"case {case_id}: the answer contains patient identifiers; remove them before "
+            "approving: " + "; ".join(map(str, findings)))
+
+
 def request_info(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
-                 text: str | None, by: str, expected_version: int | None = None) -> Effects:
+                 text: str | None, by: str, expected_version: int | None = None,
+                 confirm_phi: bool = False) -> Effects:
     """Send ``text`` (default: the latest draft) as a clarifying question: a needs_info
     message that charges no quota; the case is awaiting_reply until the requester replies."""
     if text is not None and not text.strip():
         raise ActionError("the question to the requester is empty")
     return approve(factory, settings, case_id, text=text, by=by, kind="needs_info",
-                   expected_version=expected_version)
+                   expected_version=expected_version, confirm_phi=confirm_phi)
 
 
 def assign(factory: sessionmaker[Session], case_id: int, *, to: str | None, by: str,

@@ -53,6 +53,8 @@ def get_mail(session: Session, mail_id: int) -> InboundMail:
 
 def header_text(mail: InboundMail) -> str:
     """The mail's header block as stored, for display only (undecodable bytes replaced)."""
+    if mail.raw is None:
+        return "(the raw mail was purged after the retention period)"
     raw = mail.raw[:MAX_HEADER_SHOWN]
     ends = [pos for pos in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if pos != -1]
     return raw[:min(ends, default=len(raw))].decode("utf-8", errors="replace")

@@ -23,6 +23,7 @@ from consultant.db import make_engine, make_session_factory, upgrade
 from consultant.drafting.questions import find_codes
 from consultant.mail.body import new_text
 from consultant.mail.parse import parse_mail
+from consultant.privacy.crypto import load_keys
 from consultant.settings import Settings
 from tests import servers
 from tests.conftest import make_settings
@@ -91,7 +92,7 @@ def kb_settings(kb_template: Path, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def kb_factory(kb_settings: Settings) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(kb_settings.database.url)
+    engine = make_engine(kb_settings.database.url, keys=load_keys(kb_settings.privacy))
     yield make_session_factory(engine)
     engine.dispose()
 

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.drafting.draft import DraftResult, make_draft
-from consultant.mail.body import new_text
 from consultant.mail.parse import parse_mail
+from consultant.privacy.mail import redact_mail
 from consultant.settings import Settings
 from tests.drafting.conftest import MAILS, load_mail
 
@@ -27,10 +27,11 @@ ICD = "ICD-10-CM FY2026 (April 1, 2026 update)"
 
 
 def draft_mail(factory: sessionmaker[Session], settings: Settings, name: str) -> DraftResult:
-    view = parse_mail(load_mail(name))
+    # As processing does: drafting only ever sees the redacted mail.
+    red = redact_mail(parse_mail(load_mail(name)))
     with factory() as session:
-        return make_draft(session, settings, question=new_text(view), subject=view.subject,
-                          requester_name=view.from_name)
+        return make_draft(session, settings, question=red.new_text, subject=red.subject,
+                          requester_name=red.from_name, redaction=red.summary)
 
 
 def facts(result: DraftResult, part: int, kind: str) -> list[dict[str, Any]]:
@@ -291,15 +292,16 @@ def c_needs_dos(r: DraftResult) -> None:
 
 
 def c_phi(r: DraftResult) -> None:
-    assert "phi_suspected" in r.flags and {"phi_dob", "phi_mrn", "phi_patient_name"} <= set(r.rule_hits)
-    assert "appears to contain patient identifiers" in r.text
+    assert "phi_suspected" in r.flags and {"phi_dob", "phi_mrn"} <= set(r.rule_hits)
+    assert {"dob", "mrn", "name"} <= set(r.facts["phi"]["counts"])
+    assert "contained patient identifiers (patient names, medical record numbers, dates of birth)" in " ".join(r.text.split())
     for leaked in ("Robert Miller", "02/14/1951", "00482913"):
         assert leaked not in r.text and leaked not in r.html
     assert units_fact(r)["units"] == 2  # 30 mg ÷ 15 mg
 
 
 def c_phi2(r: DraftResult) -> None:
-    assert {"phi_ssn", "phi_member_id"} <= set(r.rule_hits)
+    assert {"phi_ssn", "phi_account_number"} <= set(r.rule_hits)
     assert "123-45-6789" not in r.text and "W123456789" not in r.text
 
 

@@ -24,7 +24,9 @@ def approved_case(factory, settings, raw_subject: bytes | None = None, **mail): 
     process_mail(factory, settings, stored.mail_id)
     with factory() as s:
         case_id = s.execute(Case.__table__.select()).first().id
-    effects = approve(factory, settings, case_id, text="The answer.\n", by="consultant@cc.test")
+    # confirm_phi: the hostile subject below carries an e-mail address, which redaction removes.
+    effects = approve(factory, settings, case_id, text="The answer.\n", by="consultant@cc.test",
+                      confirm_phi=True)
     return case_id, effects.outbox_ids[0]
 
 
@@ -48,7 +50,8 @@ def test_answer_threads_into_the_requesters_conversation(factory, settings, smtp
     references = msg["References"].split()
     assert len(references) == MAX_REFERENCES and references[-1] == first
     assert msg["Message-ID"].endswith("@cc.test>")
-    assert msg["Subject"] == f"Re: 77301 and 77338 Bcc: evil@x.test [CC-{case_id}]"
+    # (the address itself is redacted like any e-mail address that is not the sender's)
+    assert msg["Subject"] == f"Re: 77301 and 77338 Bcc: [EMAIL] [CC-{case_id}]"
     assert msg["Bcc"] is None  # the CR/LF in the subject could not inject a header
     assert smtp_sink.messages[0]["to"] == ["coder@clinic.test"]
     with factory() as s:

@@ -76,7 +76,9 @@ def live(tmp_path: Path, redis_url: str, smtp_sink: Any) -> Iterator[Live]:
                                                       "port": smtp_sink.port},
                              console={"host": "127.0.0.1", "secret_key": "browser-test-" + "k" * 32})
     settings.broker.url = redis_url
-    engine = make_engine(url)
+    from consultant.privacy.crypto import load_keys
+
+    engine = make_engine(url, keys=load_keys(settings.privacy))
     factory = make_session_factory(engine)
     auth.add_user(factory, CONSULTANT, PASSWORD, name="Jane Coder", credential="CPC")
     auth.add_user(factory, ADMIN, PASSWORD, role="admin", name="Ada Admin")

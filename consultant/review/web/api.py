@@ -46,6 +46,9 @@ class ApproveBody(BaseModel):
     expected_version: int | None = Field(
         None, ge=0, description="the draft version you read (GET /cases/{id} draft.version); if "
                                 "someone saved a newer one since, the approval is refused with 409")
+    confirm_phi: bool = Field(
+        False, description="required (true) when patient identifiers were removed from the "
+                           "case's mail: the consultant confirms the answer holds none of them")
 
 
 class RejectBody(BaseModel):
@@ -152,13 +155,15 @@ def create_api(console: Console) -> FastAPI:
         text = body.text if body else None
         kind = body.kind if body else None
         expected = body.expected_version if body else None
+        confirm_phi = body.confirm_phi if body else False
         if text is not None and not text.strip():
             raise HTTPException(status_code=422, detail="refusing to approve an empty answer")
         with console.factory() as session:
             _case(session, case_id)
         try:
             effects = actions.approve(console.factory, console.settings, case_id, text=text,
-                                      by=user.email, kind=kind, expected_version=expected)
+                                      by=user.email, kind=kind, expected_version=expected,
+                                      confirm_phi=confirm_phi)
         except actions.ActionError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         console.dispatch(effects)

@@ -232,8 +232,10 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None,
     """Build the console for ``settings`` (``factory`` defaults to one on settings.database)."""
     if factory is None:
         from consultant.db import make_engine, make_session_factory
+        from consultant.privacy.crypto import load_keys
 
-        factory = make_session_factory(make_engine(settings.database.url))
+        factory = make_session_factory(make_engine(settings.database.url,
+                                                   keys=load_keys(settings.privacy)))
     env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     _filters(env)

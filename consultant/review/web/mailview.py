@@ -18,6 +18,7 @@ import nh3
 
 from consultant.mail.parse import MailParseError, parse_mail
 from consultant.models import Case, InboundMail, Outbox
+from consultant.privacy.mail import redact_mail
 
 MAX_SHOWN_CHARS = 200_000
 # Tags a mail needs to be readable; everything else (script, style, iframe, form, object,
@@ -63,20 +64,26 @@ def inbound_item(mail: InboundMail) -> ThreadItem:
     item = ThreadItem(kind="inbound", at=mail.received_at, sender=mail.from_addr or "(unknown)",
                       subject=mail.subject or "", text="", disposition=mail.disposition,
                       rule_hits=list(mail.rule_hits or []), message_id=mail.message_id)
+    if mail.raw is None:
+        item.note = "The original message was purged after the retention period; the case keeps its redacted text."
+        return item
     try:
         view = parse_mail(mail.raw)
     except MailParseError as exc:
         item.note = f"This mail cannot be parsed safely ({exc}); showing nothing from it."
         return item
-    item.subject = view.subject or item.subject
-    item.text = view.text[:MAX_SHOWN_CHARS]
-    if view.html:
-        item.html = sanitise_html(view.html)
+    # Consultants see the mail with patient identifiers replaced (consultant.privacy): the
+    # console is a place "stored for humans" like any other.
+    shown = redact_mail(view)
+    item.subject = shown.subject or item.subject
+    item.text = shown.text[:MAX_SHOWN_CHARS]
+    if shown.html:
+        item.html = sanitise_html(shown.html)
         if not item.text.strip():
             from consultant.mail.body import html_to_text
 
-            item.text = html_to_text(view.html)[:MAX_SHOWN_CHARS]
-    item.attachments = list(view.attachments)
+            item.text = html_to_text(shown.html)[:MAX_SHOWN_CHARS]
+    item.attachments = list(shown.attachments)
     return item
 
 

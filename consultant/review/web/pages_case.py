@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 from consultant.drafting import notes
 from consultant.mail.rules import CHAIN
 from consultant.models import Case
+from consultant.privacy.redact import Summary
 from consultant.review import actions, presence
 from consultant.review.models import CaseNote, ConsultantUser
 from consultant.review.web import mailview, queries
@@ -102,7 +103,8 @@ def render_case(console: Console, request: Request, user: ConsultantUser, case_i
             "note_subject": "+".join(codes[:2]),
             "case_notes": session.execute(select(CaseNote).where(CaseNote.case_id == case.id)
                                           .order_by(CaseNote.id)).scalars().all(),
-            "drafts": list(reversed(case.drafts))}, status_code=status_code)
+            "drafts": list(reversed(case.drafts)),
+            "removed": Summary.from_json(case.redaction)}, status_code=status_code)
 
 
 @router.get("/cases/{case_id}")
@@ -169,7 +171,8 @@ async def approve(request: Request, case_id: CaseId) -> Response:
         # "Approve and send" always sends an answer, even when the machine drafted a question
         # (the consultant replaced it); questions go out through "Request info".
         effects = actions.approve(console.factory, console.settings, case_id, text=text,
-                                  by=user.email, kind="answer", expected_version=_version(form))
+                                  by=user.email, kind="answer", expected_version=_version(form),
+                                  confirm_phi=bool(form.get("confirm_phi")))
     except actions.ActionError as exc:
         return _refused(console, request, user, case_id, exc, text)
     # Only now, after the approval committed, may the send be enqueued.
@@ -186,7 +189,8 @@ async def request_info(request: Request, case_id: CaseId) -> Response:
     text = _text(form)
     try:
         effects = actions.request_info(console.factory, console.settings, case_id, text=text,
-                                       by=user.email, expected_version=_version(form))
+                                       by=user.email, expected_version=_version(form),
+                                       confirm_phi=bool(form.get("confirm_phi")))
     except actions.ActionError as exc:
         return _refused(console, request, user, case_id, exc, text)
     console.dispatch(effects)

@@ -1,0 +1,80 @@
+"""Sealing audit events into a hash chain, transparently, at commit.
+
+Every transaction that added ``AuditEvent`` rows gives them, just before it commits, the next
+sequence numbers and ``hash = sha256(seq | prev_hash | canonical JSON of the event)``.  Sealing
+at commit (not at insert) keeps the chain's order the commit order, and holds the chain's lock
+(PostgreSQL: a transaction-level advisory lock; SQLite: its single writer, BEGIN IMMEDIATE)
+only for the last moment of a transaction, after it has taken every row lock it needs — so it
+cannot deadlock with them.  The listeners are installed on each session factory
+(consultant.db.make_session_factory); the dozens of ``session.add(AuditEvent(...))`` calls need
+no change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, event, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from consultant.models import AuditEvent
+
+GENESIS = "0" * 64
+_PENDING = "caseconsultant.audit_pending"
+# pg_advisory_xact_lock key: any fixed 64-bit number, the same in every process.
+_LOCK_KEY = 0x43435F4155444954  # "CC_AUDIT"
+_TABLE: Table = AuditEvent.__table__  # type: ignore[assignment]
+
+
+def digest(seq: int, prev_hash: str, case_id: int | None, actor: str, action: str,
+           detail: Any, at: datetime) -> str:
+    """The hash of one event, over every column a reader relies on."""
+    body = json.dumps([seq, prev_hash, case_id, actor, action, detail, at.isoformat()],
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def install(factory: sessionmaker[Session]) -> None:
+    """Seal audit events written through sessions of ``factory``."""
+    event.listen(factory, "after_flush", _note_new_events)
+    event.listen(factory, "before_commit", _seal)
+
+
+def _note_new_events(session: Session, _context: Any) -> None:
+    if any(isinstance(obj, AuditEvent) for obj in session.new):
+        session.info[_PENDING] = True
+
+
+def _seal(session: Session) -> None:
+    session.flush()  # before_commit runs before commit's own final flush
+    if not session.info.pop(_PENDING, False):
+        return
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    last = conn.execute(select(_TABLE.c.seq, _TABLE.c.hash).where(_TABLE.c.seq.is_not(None))
+                        .order_by(_TABLE.c.seq.desc()).limit(1)).first()
+    seq, prev = (int(last.seq), str(last.hash)) if last is not None else (0, GENESIS)
+    if last is None:
+        anchor = pruned_anchor(conn)
+        if anchor is not None:
+            seq, prev = anchor
+    rows = conn.execute(select(_TABLE).where(_TABLE.c.seq.is_(None)).order_by(_TABLE.c.id)).all()
+    for row in rows:
+        seq += 1
+        own = digest(seq, prev, row.case_id, row.actor, row.action, row.detail, row.at)
+        conn.execute(update(_TABLE).where(_TABLE.c.id == row.id)
+                     .values(seq=seq, prev_hash=prev, hash=own))
+        prev = own
+
+
+def pruned_anchor(conn: Any) -> tuple[int, str] | None:
+    """Where the chain continues after retention pruning removed its oldest events."""
+    from consultant.audit.models import AuditAnchor
+
+    row = conn.execute(select(AuditAnchor.through_seq, AuditAnchor.last_hash)
+                       .order_by(AuditAnchor.through_seq.desc()).limit(1)).first()
+    return (int(row.through_seq), str(row.last_hash)) if row is not None else None
