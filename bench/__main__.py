@@ -23,8 +23,9 @@ from pathlib import Path
 from bench.common import Env, Figure, Sizes, Unavailable
 
 HERE = Path(__file__).resolve().parent
-MODULES = {"stages": "bench.stages", "ingest": "bench.ingest", "latency": "bench.latency", "queue": "bench.queue_ceiling",
-           "send": "bench.send", "codes": "bench.bench_codes", "scale": "bench.scale"}
+MODULES = {"stages": "bench.stages", "ingest": "bench.ingest", "latency": "bench.latency",
+           "queue": "bench.queue_ceiling", "send": "bench.send", "codes": "bench.bench_codes",
+           "scale": "bench.scale", "drafting": "bench.drafting"}
 SECTIONS = list(MODULES)
 
 

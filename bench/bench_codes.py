@@ -133,8 +133,9 @@ def run(url: str | None = None, with_ptp: bool = True) -> list[dict[str, Any]]:
     import consultant.models
 
     consultant.models.import_all_models()
-    from consultant.codes import checks
-    from consultant.codes.api import analyse, lookup, search
+    from consultant.analysis import analyse
+    from consultant.analysis import facts as kb
+    from consultant.codes.api import lookup, search
     from consultant.codes.builtin import builtin_icd
     from consultant.codes.extract import extract
     from consultant.codes.lookup import PTP_LIST_LIMIT
@@ -219,17 +220,18 @@ def run(url: str | None = None, with_ptp: bool = True) -> list[dict[str, Any]]:
         procedures = [m.code for m in ext.mentions if m.kind != "icd"]
         diagnoses = [m.code for m in ext.mentions if m.kind == "icd"]
 
-        def all_checks() -> None:
+        def all_facts() -> None:
             with open_sources(session) as src:
-                checks.ptp(src, procedures, {}, None, None)
-                checks.mue(src, {"J1885": (4, ""), "J1100": (10, "")}, None)
-                checks.addon(src, procedures, None)
-                checks.icd_codes(src, diagnoses)
+                kb.ptp(src, procedures, None, False)
+                kb.mue(src, procedures)
+                kb.addons(src, procedures, None)
+                icd_facts, entries = kb.icd_facts(src, diagnoses)
+                kb.excludes1(src, diagnoses, entries)
 
-        all_checks()
-        samples = timed(all_checks, 200)
+        all_facts()
+        samples = timed(all_facts, 200)
         base = timed(lambda: session.execute(__import__("sqlalchemy").text("SELECT 1")).all(), 200)
-        figures.append(figure(f"codes: checks, all pairs of {len(procedures) + len(diagnoses)} codes p99",
+        figures.append(figure(f"codes: facts stage, all pairs of {len(procedures) + len(diagnoses)} codes p99",
                               p99(samples), "ms", 5.0, f"baseline: one SELECT 1 p99 {p99(base):.3f} ms"))
         samples = timed(lambda: analyse(session, MAIL_10), 100)
         figures.append(figure("codes: analyse() of a 10-code mail p99", p99(samples), "ms", 50.0,
@@ -243,7 +245,8 @@ def run(url: str | None = None, with_ptp: bool = True) -> list[dict[str, Any]]:
     worker = rss_mb(
         "import consultant.models; consultant.models.import_all_models()\n"
         "from consultant.db import make_engine, make_session_factory\n"
-        "from consultant.codes.api import analyse, lookup, search\n"
+        "from consultant.analysis import analyse\n"
+        "from consultant.codes.api import lookup, search\n"
         f"f = make_session_factory(make_engine({db_url!r}))\n"
         f"s = f(); analyse(s, {MAIL_10!r}); search(s, 'ketorolac injection'); lookup(s, '77301')\n"
     )

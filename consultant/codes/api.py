@@ -1,82 +1,60 @@
-"""The code knowledge base's public surface used by the drafting worker.
+"""The code knowledge base's public surface: resolving a mail's code mentions, lookup, search.
 
-CONTRACT (owned by consultant/codes; the pipeline only calls these):
-
-    analyse(session, text, *, date_of_service=None) -> Analysis
-    lookup(session, code) -> dict | None          (what ``codes show --json`` prints)
+    resolve(src, ext) -> Resolved        (used once per mail by ``consultant.analysis``)
+    lookup(session, code) -> dict | None (what ``codes show --json`` prints)
     search(session, text, system=None, limit=10) -> list[dict]
 
-``Analysis.codes``    list of {"system", "code", "description", "source", ...}
-                      system is one of "CPT", "HCPCS", "ICD-10-CM", "MODIFIER"; extras:
-                      ICD-10-CM "billable", "header", "needs_7th_character"; HCPCS "billing_unit",
-                      "terminated"; CPT/HCPCS "modifiers", "units"; licensed CPT "copyright"
-``Analysis.findings`` list of {"kind", "codes", "detail", "source"} (kinds: see ``checks``)
-``Analysis.context``  dict: units, doses, units_by_code, modifiers, date_of_service (ISO or
-                      None), payer, setting
-``Analysis.releases`` list of data-release labels the facts above cite
-
-It never raises for anything found in a mail (unknown codes become findings).  CPT codes carry no
-descriptor unless the operator imported a licensed file (AMA copyright).
+A resolved code is {"system", "code", "description", "source", ...}; system is one of "CPT",
+"HCPCS", "ICD-10-CM", "MODIFIER"; extras: ICD-10-CM "billable", "header",
+"needs_7th_character"; HCPCS "billing_unit", "terminated", "term_date", "cross_references";
+CPT/HCPCS "modifiers"; licensed CPT "copyright".  Nothing found in a mail raises: unknown codes
+become ``unknown_code`` findings.  CPT codes carry no descriptor unless the operator imported a
+licensed file (AMA copyright).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
-from consultant.codes import checks, icd
+from consultant.codes import icd
 from consultant.codes import search as search_backend
-from consultant.codes.extract import Extraction, Mention, extract
+from consultant.codes.extract import Extraction, Mention
 from consultant.codes.formats import HCPCS_RE
 from consultant.codes.lookup import CPT_NOTICE, NO_HCPCS_RELEASE, hcpcs_facts
 from consultant.codes.lookup import lookup as _lookup
-from consultant.codes.models import KIND_CPT, KIND_HCPCS, KIND_ICD10CM
+from consultant.codes.models import KIND_AOC, KIND_CPT, KIND_HCPCS, KIND_ICD10CM, KIND_MUE, KIND_PTP
 from consultant.codes.sources import Sources, open_sources
 
 lookup = _lookup
+# What a mistyped code still looks like: an ICD-10-CM code (letter, digit, digit or A/B, then
+# digits or letters) or a HCPCS code (letter and four digits).
+_CODE_SHAPED = re.compile(r"[A-TV-Z]\d[0-9AB][0-9A-Z]*\d[0-9A-Z]*|[A-TV-Z]\d[0-9AB]\d*|[A-V]\d{4}")
+
+
+def finding(kind: str, codes: list[str], detail: str, source: str | None, **numbers: Any) -> dict[str, Any]:
+    """A finding as stored on a case: kind, codes, its wording, its release, and its numbers."""
+    return {"kind": kind, "codes": codes, "detail": detail, "source": source, **numbers}
 
 
 @dataclass
-class Analysis:
+class Resolved:
     codes: list[dict[str, Any]] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
-    context: dict[str, Any] = field(default_factory=dict)
-    releases: list[str] = field(default_factory=list)
+    hcpcs: list[dict[str, Any]] = field(default_factory=list)  # full facts of the HCPCS codes found
+    # mention raw text (upper-case) -> the resolved code it stands for ("E1122" -> "E11.22")
+    by_raw: dict[str, str] = field(default_factory=dict)
 
 
-def analyse(session: Session, text: str, *, date_of_service: date | None = None) -> Analysis:
-    """Find the codes in ``text``, describe them, and run the edit checks over them."""
-    ext = extract(text)
-    dos = date_of_service or ext.date_of_service
-    with open_sources(session) as src:
-        result = Analysis()
-        hcpcs_found = _resolve(src, ext, result)
-        _modifier_entries(src, ext, result)
-        units = _units(ext, result)
-        procedures = [c["code"] for c in result.codes if c["system"] in ("CPT", "HCPCS")]
-        diagnoses = [c["code"] for c in result.codes if c["system"] == "ICD-10-CM"]
-        mods = {c["code"]: c.get("modifiers", []) for c in result.codes if c["system"] in ("CPT", "HCPCS")}
-        result.findings += checks.ptp(src, procedures, mods, dos, ext.setting)
-        result.findings += checks.mue(src, units, ext.setting)
-        result.findings += checks.addon(src, procedures, dos)
-        result.findings += checks.icd_codes(src, diagnoses)
-        result.findings += checks.terminated(hcpcs_found, dos)
-    result.context.update(
-        modifiers=ext.modifiers, units=ext.units, doses=ext.doses,
-        units_by_code={code: {"units": n, "how": how} for code, (n, how) in units.items()},
-        date_of_service=dos.isoformat() if dos else None,
-        date_of_service_from="caller" if date_of_service else ("mail" if dos else None),
-        payer=ext.payer, setting=ext.setting,
-    )
-    labels: dict[str, None] = {}
-    for item in result.codes + result.findings:
-        if item.get("source"):
-            labels.setdefault(item["source"], None)
-    result.releases = list(labels)
+def resolve(src: Sources, ext: Extraction) -> Resolved:
+    """Turn the mentions into code entries checked against the data."""
+    result = Resolved()
+    result.hcpcs = _resolve(src, ext, result)
+    _modifier_entries(src, ext, result)
     return result
 
 
@@ -87,27 +65,39 @@ def _merge(mentions: list[Mention]) -> dict[str, Mention]:
         key = m.code
         if key in merged:
             merged[key].modifiers += [x for x in m.modifiers if x not in merged[key].modifiers]
+            merged[key].hint = merged[key].hint or m.hint
         else:
-            merged[key] = Mention(m.raw, m.kind, m.start, m.end, list(m.modifiers))
+            merged[key] = Mention(m.raw, m.kind, m.start, m.end, list(m.modifiers), hint=m.hint)
     return merged
 
 
-def _resolve(src: Sources, ext: Extraction, result: Analysis) -> list[dict[str, Any]]:
+def _resolve(src: Sources, ext: Extraction, result: Resolved) -> list[dict[str, Any]]:
     """Turn mentions into code entries (or unknown_code / release_missing findings)."""
     merged = _merge(ext.mentions)
     hcpcs_rel = src.get(KIND_HCPCS)
     icd_wanted: dict[str, Mention] = {}
     hcpcs_found: list[dict[str, Any]] = []
     by_format: list[str] = []
+    for m in merged.values():
+        if m.kind == "malformed":
+            result.findings.append(finding("unknown_code", [m.raw], f"{m.raw} has no code's length.", None))
     cpts = [m for m in merged.values() if m.kind == "cpt"]
     cpt_text = _cpt_descriptors(src, [m.code for m in cpts])
+    known = _cpt_known(src, [m.code for m in cpts])
     for m in cpts:
+        if known is not None and m.code not in known and m.code not in cpt_text:
+            # No CMS table names it (MUE, add-on, PTP): CPT numbers are checked there, as no CPT
+            # file is shipped.
+            tables = ", ".join(r.name for r in known_sources(src))
+            result.findings.append(finding("unknown_code", [m.raw], f"{m.raw} is in none of {tables}.", tables))
+            continue
         entry: dict[str, Any] = {"system": "CPT", "code": m.code, "description": None, "source": None,
                                  "modifiers": m.modifiers}
         if m.code in cpt_text:
             entry.update(description=cpt_text[m.code], source=src.get(KIND_CPT).name,  # type: ignore[union-attr]
                          copyright=CPT_NOTICE)
         result.codes.append(entry)
+        result.by_raw[m.code] = m.code
     for m in merged.values():
         if m.kind == "cpt":
             continue
@@ -119,18 +109,28 @@ def _resolve(src: Sources, ext: Extraction, result: Analysis) -> list[dict[str, 
                     "system": "HCPCS", "code": m.code, "description": facts["description"],
                     "source": facts["source"], "billing_unit": facts["billing_unit"],
                     "terminated": facts["terminated"], "term_date": facts["term_date"],
+                    "cross_references": [x for x in facts["fields"].get("cross_references") or [] if x],
                     "modifiers": m.modifiers,
                 })
+                result.by_raw[m.code] = m.code
                 continue
             if hcpcs_rel is None:
                 # No HCPCS data to tell J1100 (HCPCS) from J11.00 (ICD-10-CM): HCPCS by format.
                 by_format.append(m.code)
                 result.codes.append({"system": "HCPCS", "code": m.code, "description": None,
                                      "source": None, "modifiers": m.modifiers, "note": NO_HCPCS_RELEASE})
+                result.by_raw[m.code] = m.code
                 continue
         dotted = icd.normalise(m.code)
-        if dotted:
+        if m.hint == "hcpcs" and not HCPCS_RE.match(m.code):
+            # "how many units of J188?": meant as a HCPCS code, however ICD-10-CM-like it looks.
+            result.findings.append(finding("unknown_code", [m.raw], f"{m.raw} is not a HCPCS Level II code.",
+                                           hcpcs_rel.name if hcpcs_rel else None))
+        elif dotted:
             icd_wanted.setdefault(dotted, m)
+        elif m.kind == "icd":
+            result.findings.append(finding("unknown_code", [m.raw], f"{m.raw} is not a code in {src.icd.name}.",
+                                           src.icd.name))
     entries = icd.fetch(src, icd_wanted)
     for dotted, m in icd_wanted.items():
         entry_icd = entries.get(dotted)
@@ -140,16 +140,44 @@ def _resolve(src: Sources, ext: Extraction, result: Analysis) -> list[dict[str, 
                 "source": src.icd.name, "billable": entry_icd.billable, "header": entry_icd.header,
                 "needs_7th_character": entry_icd.needs_7th,
             })
-        elif m.kind == "icd" or (m.code[:1].isupper() and len(m.code) >= 4 and m.raw.isupper()):
+            result.by_raw[m.code] = dotted
+            result.by_raw[dotted] = dotted
+        elif m.kind == "icd" or (len(m.code) >= 4 and m.raw.isupper() and _CODE_SHAPED.fullmatch(m.code)):
+            # "J188", "E1199999": meant as codes, and none.  "D5NS", "T2DM" are abbreviations.
             looked = ([hcpcs_rel.name] if hcpcs_rel and HCPCS_RE.match(m.code) else []) + [src.icd.name]
-            result.findings.append(checks.finding(
+            result.findings.append(finding(
                 "unknown_code", [m.raw], f"{m.raw} is not a code in {' or '.join(looked)}.", looked[0]))
     if by_format:
-        result.findings.append(checks.finding(
+        result.findings.append(finding(
             "release_missing", by_format,
             f"{', '.join(by_format)} look like HCPCS Level II codes, but no HCPCS release is loaded, "
             "so they cannot be verified or described.", None))
     return hcpcs_found
+
+
+def known_sources(src: Sources) -> list[Any]:
+    return [r for (kind, _), r in sorted(src.releases.items()) if kind in (KIND_MUE, KIND_AOC, KIND_PTP)]
+
+
+def _cpt_known(src: Sources, codes: list[str]) -> set[str] | None:
+    """The CPT numbers among ``codes`` that a loaded CMS table lists (None: none is loaded)."""
+    rels = known_sources(src)
+    if not rels:
+        return None
+    if not codes:
+        return set()
+    names = ", ".join(f":c{i}" for i in range(len(codes)))
+    params = {f"c{i}": c for i, c in enumerate(codes)}
+    ids = ", ".join(str(r.id) for r in rels)
+    found = {r.code for r in src.rows(
+        f"SELECT code FROM codes_mue WHERE release_id IN ({ids}) AND code IN ({names}) "
+        f"UNION SELECT addon_code FROM codes_aoc WHERE release_id IN ({ids}) AND addon_code IN ({names}) "
+        f"UNION SELECT primary_code FROM codes_aoc WHERE release_id IN ({ids}) AND primary_code IN ({names})", **params)}
+    for code in set(codes) - found:
+        if src.rows(f"SELECT 1 FROM codes_ptp WHERE release_id IN ({ids}) AND column_1 = :c LIMIT 1", c=code) or \
+                src.rows(f"SELECT 1 FROM codes_ptp WHERE release_id IN ({ids}) AND column_2 = :c LIMIT 1", c=code):
+            found.add(code)
+    return found
 
 
 def _cpt_descriptors(src: Sources, codes: list[str]) -> dict[str, str]:
@@ -164,7 +192,7 @@ def _cpt_descriptors(src: Sources, codes: list[str]) -> dict[str, str]:
     return {r.code: r.descriptor for r in rows}
 
 
-def _modifier_entries(src: Sources, ext: Extraction, result: Analysis) -> None:
+def _modifier_entries(src: Sources, ext: Extraction, result: Resolved) -> None:
     seen: set[str] = set()
     for item in ext.modifiers:
         mod = str(item["modifier"])
@@ -178,28 +206,6 @@ def _modifier_entries(src: Sources, ext: Extraction, result: Analysis) -> None:
         if mod.isdigit():
             entry["note"] = "CPT modifier (AMA content; no descriptor shown)."
         result.codes.append(entry)
-
-
-def _units(ext: Extraction, result: Analysis) -> dict[str, tuple[int, str]]:
-    """Units per procedure code: stated units first, else units derived from a stated dose."""
-    units: dict[str, tuple[int, str]] = {}
-    entries = {c["code"]: c for c in result.codes if c["system"] in ("CPT", "HCPCS")}
-    for u in ext.units:
-        code = u["code"]
-        if code in entries:
-            units[str(code)] = (int(u["units"]), f"stated: {u['text']}")  # type: ignore[call-overload]
-    for d in ext.doses:
-        code = d["code"]
-        entry = entries.get(str(code))
-        if entry is None:
-            continue
-        derived = checks.units_from_dose(d, entry.get("billing_unit"))
-        if derived is not None:
-            entry["units_from_dose"] = {"units": derived[0], "arithmetic": derived[1]}
-            units.setdefault(str(code), (derived[0], f"from dose: {derived[1]}"))
-    for code, (n, _) in units.items():
-        entries[code]["units"] = n
-    return units
 
 
 def search(session: Session, text: str, system: str | None = None, limit: int = 10) -> list[dict[str, Any]]:

@@ -113,18 +113,24 @@ def cmd_search(args: argparse.Namespace, settings: Settings, factory: Factory) -
 
 
 def cmd_analyse(args: argparse.Namespace, settings: Settings, factory: Factory) -> int:
-    from consultant.codes.api import analyse
+    # The same pipeline the draft uses (consultant.analysis), so the two never disagree.
+    from consultant.analysis import analyse
+    from consultant.drafting.draft import finding_details, jsonable
 
     text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
     dos = date.fromisoformat(args.dos) if args.dos else None
     with factory() as session:
-        result = analyse(session, text, date_of_service=dos)
+        result = analyse(session, text, subject=args.subject or "", date_of_service=dos)
+    findings = finding_details(result.findings, settings.service.template_dir)
     if args.json:
-        _json(result.__dict__)
+        _json({**jsonable(result), "findings": findings})
         return 0
     for c in result.codes:
-        print(f"{c['system']:<10} {c['code']:<9} {c.get('description') or '-'}")
-    for f in result.findings:
+        print(f"{c.system:<10} {c.code:<9} {c.description or '-'}")
+    for part in result.parts:
+        q = part.question
+        print(f"question {q.number} [{q.qtype}, rule {q.rule}]: codes {', '.join(q.codes) or '-'}")
+    for f in findings:
         print(f"[{f['kind']}] {' '.join(f['codes'])}: {f['detail']} ({f['source'] or 'no release'})")
     return 0
 
@@ -186,6 +192,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("analyse", help="find codes in a text and run the edit checks")
     p.add_argument("file", help="text file, or - for stdin")
     p.add_argument("--dos", help="date of service YYYY-MM-DD (default: from the text)")
+    p.add_argument("--subject", help="the mail's subject (read for codes too)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_analyse)
 

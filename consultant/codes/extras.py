@@ -101,9 +101,10 @@ def _corrections(src: Sources, facts: dict[str, Any], code: str) -> None:
                 facts[key] = getattr(row, column)
                 facts[f"{key}_corrected_by"] = rel.name
     if facts.get("description_corrected_by") and "billing_unit" in facts:
-        from consultant.codes.lookup import billing_unit  # lookup imports this module
+        from consultant.codes.units import billing_unit
 
-        facts["billing_unit"] = billing_unit(facts["description"])  # the unit the correction states
+        unit = billing_unit(facts["description"])  # the unit the correction states
+        facts["billing_unit"] = unit.as_json() if unit else None
     facts["corrections"] = out
 
 

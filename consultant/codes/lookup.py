@@ -16,6 +16,7 @@ from consultant.codes.formats import CPT_RE, HCPCS_RE
 from consultant.codes.meanings import AOC_TYPE, HCPCS_COVERAGE, HCPCS_PRICING, MAI, PTP_MODIFIER
 from consultant.codes.models import KIND_AOC, KIND_CPT, KIND_HCPCS, KIND_MUE, KIND_PTP
 from consultant.codes.sources import Sources, open_sources
+from consultant.codes.units import billing_unit
 
 MODIFIER_RE = re.compile(r"^[A-Z0-9]{2}$")
 CPT_NOTICE = (
@@ -30,27 +31,6 @@ PTP_LIST_LIMIT = 50
 CACHE_SIZE = 4096
 _cache: OrderedDict[tuple[Any, ...], str] = OrderedDict()
 _cache_lock = threading.Lock()
-# "per 15 mg", "1 mg", "per 5 units", "0.5 mg" at the end of a HCPCS drug descriptor.
-_UNIT_RE = re.compile(
-    r"(?:per\s+)?(\d+(?:,\d{3})*(?:\.\d+)?)\s*(mg|mcg|micrograms?|g|gm|ml|cc|units?|iu|meq|mci|millicuries?|microcuries?|uci)\b",
-    re.IGNORECASE,
-)
-
-
-def billing_unit(description: str) -> dict[str, Any] | None:
-    """The dose one billing unit stands for, when the descriptor states one ("per 15 mg")."""
-    tail = description.rsplit(",", 1)[-1]
-    matches = list(_UNIT_RE.finditer(tail))
-    if not matches:
-        return None
-    m = matches[-1]
-    amount = float(m.group(1).replace(",", ""))
-    unit = m.group(2).lower()
-    unit = {"micrograms": "mcg", "microgram": "mcg", "gm": "g", "cc": "ml", "unit": "units",
-            "iu": "units", "millicuries": "mci", "millicurie": "mci"}.get(unit, unit)
-    return {"amount": int(amount) if amount.is_integer() else amount, "unit": unit, "text": m.group(0)}
-
-
 def _iso(value: Any) -> str | None:
     if value is None:
         return None
@@ -84,7 +64,8 @@ def hcpcs_facts(src: Sources, code: str, modifier: bool = False) -> dict[str, An
     }
     if not modifier:
         facts["pricing"] = [{"code": p, "meaning": HCPCS_PRICING.get(p)} for p in fields.pop("pricing_indicators", [])]
-        facts["billing_unit"] = billing_unit(row["long_description"])
+        unit = billing_unit(row["long_description"])
+        facts["billing_unit"] = unit.as_json() if unit else None
     facts["fields"] = fields
     extras.hcpcs(src, facts, modifier)  # processing note, NOC, corrections, annual update
     return facts

@@ -94,7 +94,7 @@ def render_facts(f: dict[str, Any]) -> str:
                    + (f", TERMINATED {f['term_date']}" if f["terminated"] else ""))
     if f.get("billing_unit"):
         bu = f["billing_unit"]
-        out.append(f"  billing unit: {bu['amount']} {bu['unit']}")
+        out.append(f"  billing unit: {'per administration (' + bu['text'] + ')' if bu.get('per_item') else ('up to ' if bu.get('up_to') else '') + str(bu['amount']) + ' ' + str(bu['unit'])}")
     out += _companion_lines(f)
     for m in f.get("mue", []):
         out.append(f"  MUE {m['value']} (MAI {m['mai']}: {m['mai_meaning']}) {m['rationale'] or ''} [{m['source']}]")

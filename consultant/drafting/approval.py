@@ -22,10 +22,8 @@ def signature(session: Session, settings: Settings, by: str) -> tuple[str, str]:
     """(name, credential) of the approving consultant: their console account if they have one,
     else the service-wide name and credential from the settings."""
     name, credential = settings.service.consultant_name, settings.service.consultant_credential
-    try:
-        from consultant.review.models import ConsultantUser
-    except ImportError:  # console not installed: settings only
-        return name or (by if by not in ("cli", "") else ""), credential
+    from consultant.review.models import ConsultantUser  # review imports drafting: imported here
+
     user = session.scalar(select(ConsultantUser).where(ConsultantUser.email == by.strip().lower()))
     if user is not None and user.name:
         return user.name, user.credential or ""

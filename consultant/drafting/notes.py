@@ -22,8 +22,8 @@ import nh3
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from consultant.codes.formats import is_code, normalise_code
 from consultant.drafting.models import KnowledgeNote
-from consultant.drafting.questions import find_codes, normalise_code
 from consultant.models import utcnow
 
 MAX_NOTE_CHARS = 4000
@@ -42,7 +42,7 @@ def subject_key(code_or_pair: str | list[str] | tuple[str, ...]) -> str:
     if not codes or len(codes) > 2:
         raise NoteError(f"a note is on one code or one pair of codes, not {code_or_pair!r}")
     for code in codes:
-        if find_codes(code) != [code]:
+        if not is_code(code):
             raise NoteError(f"{code!r} is not a CPT, HCPCS or ICD-10-CM code")
     if len(codes) == 2 and codes[0] == codes[1]:
         raise NoteError("a pair needs two different codes")

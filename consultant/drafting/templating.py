@@ -38,7 +38,9 @@ def render_pair(name: str, context: dict[str, Any], operator_dir: str = "") -> t
     """Render ``replies/<name>.txt.j2`` and ``replies/<name>.html.j2``: (text, html)."""
     env = environment(operator_dir)
     text = env.get_template(f"replies/{name}.txt.j2").render(**context)
-    html = env.get_template(f"replies/{name}.html.j2").render(**context)
+    # The HTML twin may show the rendered text as ``text``: passed as a variable (never included
+    # as a template), so autoescape applies to it — requester words inside it stay text.
+    html = env.get_template(f"replies/{name}.html.j2").render(**context, text=text)
     return text, html
 
 

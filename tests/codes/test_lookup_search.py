@@ -14,7 +14,7 @@ def test_show_the_codes_the_issue_names(loaded_db: Db) -> None:
         c64484, c77301 = lookup(s, "64484"), lookup(s, "77301", ptp_limit=None)
     assert (j1885["system"], j1885["source"]) == ("HCPCS", "HCPCS 2026-01")
     assert j1885["description"] == "Injection, ketorolac tromethamine, per 15 mg"
-    assert j1885["billing_unit"] == {"amount": 15, "unit": "mg", "text": "per 15 mg"}
+    assert j1885["billing_unit"] == {"amount": 15, "unit": "mg", "text": "per 15 mg", "up_to": False, "per_item": False}
     assert j1885["pricing"] == [{"code": "51", "meaning": "Drugs"}]
     assert j1885["mue"][0]["source"] == "NCCI MUE practitioner 2026-04-01"
     assert e1122["billable"] and e1122["source"].startswith("ICD-10-CM FY2026")

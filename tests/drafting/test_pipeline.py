@@ -84,8 +84,8 @@ def test_needs_info_is_free_and_the_reply_redrafts_an_answer(kb_factory, kb_sett
     assert latest.kind == "answer" and latest.author == "machine" and latest.version == 2
     assert case.facts["context"]["payer"] == "Medicare"
     assert case.facts["context"]["date_of_service"] == "2026-04-27"
-    edit = [f for f in case.facts["parts"][0]["facts"] if f["kind"] == "ptp"][0]
-    assert (edit["column_1"], edit["column_2"], edit["indicator"]) == ("64483", "20610", 1)
+    [edit] = [d["pair"] for d in case.facts["parts"][0]["ptp"]]
+    assert (edit["column_1"], edit["column_2"], edit["modifier_indicator"]) == ("64483", "20610", 1)
 
     with __import__("pytest").raises(actions.ActionError, match="prompt"):
         actions.approve(kb_factory, kb_settings, case.id, text=None, by="cli")  # prompt unfilled
@@ -95,7 +95,7 @@ def test_needs_info_is_free_and_the_reply_redrafts_an_answer(kb_factory, kb_sett
     assert remaining(kb_factory, kb_settings, case) == before - 1
     body = sent_text(kb_factory, effects.outbox_ids[0])
     assert "=== SUGGESTED ANSWER" not in body and "=== END OF SUGGESTED ANSWER" not in body
-    assert "Only if 20610 is a separate, distinct service" in body
+    assert "Report both only when 20610 was a separate, distinct service" in body
     assert PTP in body.split("\n--\n")[-1]  # the footer names the release used
 
 
@@ -125,14 +125,14 @@ def test_a_customer_facing_note_reappears_in_later_drafts_without_its_author(kb_
     assert [(n["id"], n["subject"]) for n in shown] == [(note_id, "20610+99214")]
     assert all("author" not in n for n in shown)
     text = case.drafts[-1].text
-    assert "Document the separate E/M in its own note section. (" in text
-    assert "ann@cc.test" not in text and "note by" not in text
+    assert "- 20610 / 99214: Document the separate E/M in its own note section." in text
+    assert "ann@cc.test" not in text  # the author's address stays inside the service
     assert "Internal: payer audits" not in text  # internal notes stay with the consultants
     assert "Check the vial size" not in text  # a note on another code stays out
 
     drug = ingest(kb_factory, kb_settings, load_mail("drug_ketorolac_j1885"))
     drug_text = case_of(kb_factory, drug.case_id).drafts[-1].text
-    assert "Check the vial size on the MAR. (" in drug_text and "bob@cc.test" not in drug_text
+    assert "- J1885: Check the vial size on the MAR." in drug_text and "bob@cc.test" not in drug_text
 
     with kb_factory() as session, session.begin():
         notes.remove_note(session, note_id, "ann@cc.test")
@@ -154,7 +154,7 @@ def test_approval_signs_with_the_console_user_and_audits_the_diff(kb_factory, kb
     effects = actions.approve(kb_factory, kb_settings, case.id, text=edited, by="ann@cc.test")
     body = sent_text(kb_factory, effects.outbox_ids[0])
     assert "Answered by Ann Coder, CPC" in body
-    assert "cannot be reported together" in body
+    assert "do not report 77306 with it" in body
     assert "American Medical Association" not in body  # no CPT descriptor was shown
     with kb_factory() as session:
         event = session.scalars(select(AuditEvent).where(AuditEvent.case_id == case.id,

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from consultant.drafting.questions import QUESTION_TYPES
+from consultant.analysis.model import (
+    Addon,
+    Analysis,
+    Candidate,
+    Code,
+    Context,
+    DefinitionDecision,
+    Excludes1,
+    IcdFacts,
+    Mue,
+    MueDecision,
+    Part,
+    PtpDecision,
+    PtpPair,
+    QType,
+    Question,
+    System,
+    UnitsDecision,
+)
+from consultant.codes.units import BillingUnit, compute
 from consultant.drafting.templating import BUNDLED, environment, render_pair, render_text
+
+QUESTION_TYPES = list(QType)
 
 HOSTILE = '<script>alert("x")</script> & "quotes" <b>bold</b>'
 VOID = {"br", "hr", "meta", "img", "input", "link"}
@@ -52,26 +74,43 @@ def check_html(html: str) -> StrictTreeChecker:
     return checker
 
 
-def part(qtype: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "number": 1, "quote": HOSTILE, "qtype": qtype, "template": qtype, "title": "Title " + HOSTILE,
-        "rule": "r", "sources": ["HCPCS 2026-01"],
-        "facts": [{"text": "HCPCS J1885: " + HOSTILE, "source": "HCPCS 2026-01", "kind": "descriptor",
-                   "steps": ["60 mg ÷ 15 mg per unit = 4 units of J1885"]},
-                  {"text": "plain", "source": "", "kind": "ptp", "steps": []}],
-        "notes": [{"subject": "20610+99214", "text": HOSTILE, "author": "a@b.test", "date": "2026-05-01"}],
-        "suggested": "Line one " + HOSTILE + "\n[Consultant: judge]",
-        "start_marker": "=== SUGGESTED ANSWER (consultant: edit before approving) ===",
-        "end_marker": "=== END OF SUGGESTED ANSWER ===",
-        **extra,
-    }
+def typed_part(qtype: QType, number: int = 1) -> Part:
+    """A part of each type, with hostile text wherever requester or descriptor text can appear."""
+    q = Question(number=number, text=HOSTILE, codes=["20610", "99214", "J1885", "E11.2"], qtype=qtype,
+                 rule="r", search_query=HOSTILE)
+    mue = Mue("J1885", 8, 3, "Prescribing Information " + HOSTILE, "NCCI MUE practitioner 2026-04-01")
+    bu = BillingUnit(15, "mg", text="per 15 mg")
+    calc = compute("J1885", bu, 60, "mg", wasted=15, wasted_unit="mg")
+    pair = PtpPair("20610", "99214", "NCCI PTP practitioner v32.2 2026-07-01 (in-force snapshot)", "20610", "99214", 1,
+                   "CPT Manual " + HOSTILE, snapshot=True, effective=date(2026, 7, 1), through=date(2026, 9, 30))
+    icd = IcdFacts("E11.2", HOSTILE, False, False, True, children=[("E11.21", HOSTILE), ("E11.22", "x")],
+                   children_total=2, source="ICD-10-CM FY2026")
+    part = Part(question=q, prompts=["answer_by_hand"])
+    part.units = [UnitsDecision(calc, "J1885", HOSTILE, "HCPCS 2026-01", mue=mue)]
+    part.mue = [MueDecision("J1885", 5, mue, True)]
+    part.ptp = [PtpDecision(pair, "99214", "25")]
+    part.addons = [Addon("64484", [1], ["64483"], [], "NCCI AOC 2026 Q2")]
+    part.icd = [icd]
+    part.excludes1 = [Excludes1("E10.22", "E11.22", "E10", HOSTILE, [("E11.22", HOSTILE)], "ICD-10-CM FY2026")]
+    part.candidates = [Candidate("ICD-10-CM", "H40.1122", HOSTILE, "ICD-10-CM FY2026", True)]
+    part.definitions = [DefinitionDecision(Code(System.HCPCS, "J1885", HOSTILE, "HCPCS 2026-01"))]
+    return part
 
 
+def view(part: Part) -> dict[str, Any]:
+    return {"part": part, "q": part.question, "quote": HOSTILE, "template": str(part.question.qtype),
+            "notes": [{"subject": "20610+99214", "text": HOSTILE}],
+            "start_marker": "=== SUGGESTED ANSWER (consultant: edit before approving) ===",
+            "end_marker": "=== END OF SUGGESTED ANSWER ==="}
+
+
+ANALYSIS = Analysis(Context(date(2026, 7, 14)), [], [typed_part(t, i) for i, t in enumerate(QType, 1)], [], [],
+                    truncated={"codes": 3})
 CONTEXTS: dict[str, dict[str, Any]] = {
-    "answer": {"requester_name": HOSTILE, "subject": HOSTILE, "phi": True, "service_name": "CC",
-               "parts": [part(t, number=i) for i, t in enumerate(QUESTION_TYPES, start=1)]},
+    "answer": {"requester_name": HOSTILE, "subject": HOSTILE, "phi": True, "phi_kinds": ["an SSN"], "service_name": "CC",
+               "parts": [view(p) for p in ANALYSIS.parts], "analysis": ANALYSIS, "missing": []},
     "needs_info": {"requester_name": "Ann", "subject": HOSTILE, "phi": True, "service_name": "CC",
-                   "parts": [part("bundling")], "questions": ["Who is the payer? " + HOSTILE]},
+                   "parts": [], "analysis": ANALYSIS, "missing": ["payer", "date_of_service"]},
     "over_quota": {"subject": HOSTILE, "plan": "guest", "used": 1, "allowed": 1, "registered_extra": 5,
                    "org": None, "member_cap": None, "renews_on": None,
                    "upgrade_address": "sales@cc.test", "upgrade_url": "https://cc.test/plans",
@@ -81,19 +120,19 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "registration": {"requester_name": HOSTILE, "email": "a@b.test", "plan": "registered",
                      "answers_allowed": 6, "answers_remaining": 5, "held_cases": 1,
                      "service_address": "consult@cc.test", "service_name": "CC"},
+    "phi_warning": {},
 }
-# Question-type templates are rendered on their own with one part.
-for _t in QUESTION_TYPES:
-    CONTEXTS[_t] = {"part": part(_t)}
-CONTEXTS["phi_warning"] = {}
 
 
 def test_every_bundled_pair_is_covered() -> None:
     names = {p.name.split(".")[0] for p in (BUNDLED / "replies").glob("*.html.j2")}
-    names -= {"_part", "final"}
+    names -= {"final"}
     assert names == set(CONTEXTS)
     for name in names:
         assert (BUNDLED / "replies" / f"{name}.txt.j2").exists(), name
+    # Every question type has its own (plain-text) template, which an operator can override.
+    for qtype in QUESTION_TYPES:
+        assert (BUNDLED / "replies" / f"{qtype}.txt.j2").exists(), qtype
 
 
 @pytest.mark.parametrize("name", sorted(CONTEXTS))
@@ -111,11 +150,17 @@ def test_answer_lists_every_question_with_marked_suggestions() -> None:
     text, html = render_pair("answer", CONTEXTS["answer"])
     assert text.count("=== SUGGESTED ANSWER") == len(QUESTION_TYPES)
     assert f"Question {len(QUESTION_TYPES)} of {len(QUESTION_TYPES)}" in text
-    assert "1. 60 mg ÷ 15 mg per unit = 4 units of J1885" in text
-    assert "[HCPCS 2026-01]" in text
-    assert "(2026-05-01)" in text and "a@b.test" not in text  # a note's author never goes out
-    assert "contained patient identifiers" in text
-    assert check_html(html).tags.count("h3") == len(QUESTION_TYPES)
+    assert "60 mg ÷ 15 mg per unit = 4: 4 units of J1885." in text
+    assert "J1885-JW × 1 unit" in text
+    assert "[NCCI MUE practitioner 2026-04-01]" in text
+    assert "append modifier 25 to the E/M, 99214" in text
+    assert "Its 2 billable codes: E11.21" in text
+    assert "20610 / 99214: " + HOSTILE in text
+    assert "a@b.test" not in text  # notes reach answers without their author's address
+    assert "contained patient identifiers (an SSN)" in text
+    assert "3 codes left out" in text
+    assert "{{" not in text and "{%" not in text
+    assert text.count("[Consultant: answer this question") == len(QUESTION_TYPES)
 
 
 def test_html_starts_like_a_mail_client_expects() -> None:
@@ -149,7 +194,7 @@ def test_footer_variants() -> None:
 
 def test_operator_directory_overrides_one_template(tmp_path: Path) -> None:
     (tmp_path / "replies").mkdir()
-    (tmp_path / "replies" / "bundling.txt.j2").write_text("OPERATOR {{ part.number }}\n")
+    (tmp_path / "replies" / "bundling.txt.j2").write_text("OPERATOR {{ view.q.number }}\n")
     environment.cache_clear()
     try:
         text, html = render_pair("answer", CONTEXTS["answer"], str(tmp_path))

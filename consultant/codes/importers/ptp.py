@@ -8,6 +8,10 @@ Layouts accepted, recognised from the header:
   (f1..f4): pass all parts to one import.
 * CSV re-encodings (``column_1,column_2,[prior_1996,][effective_date,]deletion_date,
   modifier_indicator,ptp_edit_rationale``) as in shared/data/cms/ncci-ptp.
+* An in-force snapshot (``…,deletion_date,modifier_indicator,ptp_edit_rationale,rationale_source``,
+  every deletion date ``*``, no effective dates; shared/data/cms's v32.2 2026 Q3): it becomes the
+  ``practitioner-snapshot`` variant, kept beside the dated practitioner release, because it can
+  say which edits were in force on its effective date but not when any of them began.
 * The I/OCE hospital table (``column_1,column_2,modifier_indicator,ioce_first_version,
   ioce_last_version,in_force_from,in_force_through``).
 """
@@ -67,6 +71,7 @@ class _Parser:
         self.rationales = {r.text: r.id for r in session.scalars(select(PtpRationale))}
         self.codes: set[str] = set()
         self.dates: dict[str, str | None] = {"*": None, "": None}
+        self.snapshot = False
 
     def rationale(self, value: str) -> int | None:
         if not value:
@@ -146,6 +151,7 @@ class _Parser:
         ip, ie = idx.get("prior_1996"), idx.get("in_force_from", idx.get("effective_date"))
         idel = idx["in_force_through"] if ioce else idx["deletion_date"]
         ir = idx.get("ptp_edit_rationale")
+        self.snapshot = "rationale_source" in idx and ie is None
         width = len(header)
         for lineno, c in numbered(reader, self.path, first=2):
             if len(c) != width:
@@ -153,6 +159,9 @@ class _Parser:
                     continue
                 field = header[len(c)] if len(c) < width else "(extra field)"
                 raise ImportFormatError(self.path, lineno, field, f"expected {width} fields, found {len(c)}")
+            if self.snapshot and c[idel] != "*":
+                raise ImportFormatError(self.path, lineno, "deletion_date",
+                                        f"an in-force snapshot lists only edits in force (*): {c[idel]!r}")
             prior = None
             if ip is not None:
                 if c[ip] not in ("", "*"):
@@ -202,6 +211,8 @@ def load(session: Session, release_id: int, path: Path, progress: ProgressFn) ->
     if not count:
         raise ImportFormatError(path, None, "Column 1", "no PTP edits found")
     label, variant, effective = release_name(name)
+    if parser.snapshot:
+        label, variant = f"{label} (in-force snapshot)", f"{variant}-snapshot"
     return LoadResult(label, count, variant=variant, effective_date=effective)
 
 

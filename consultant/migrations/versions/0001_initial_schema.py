@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 09:43:08.691779
+Create Date: 2026-12-01 10:03:30.592427
 """
 from alembic import op
 import sqlalchemy as sa

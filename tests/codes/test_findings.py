@@ -1,5 +1,5 @@
-"""analyse(): every finding kind on real CMS data (built-in ICD-10-CM, HCPCS 2026-01, MUE and
-AOC 2026 Q2, PTP v30.2 practitioner subset)."""
+"""The analysis pipeline's findings: every kind on real CMS data (built-in ICD-10-CM, HCPCS
+2026-01, MUE and AOC 2026 Q2, PTP v30.2 practitioner subset), with their wording."""
 
 from __future__ import annotations
 
@@ -7,12 +7,20 @@ from datetime import date
 
 from sqlalchemy import select
 
-from consultant.codes.api import analyse
+from consultant.analysis import Analysis
+from consultant.analysis import analyse as run
 from consultant.codes.models import HcpcsCode
+from consultant.drafting.draft import finding_details
 from tests.codes.conftest import Db
 
 
-def kinds(result, kind: str) -> list[dict]:  # type: ignore[no-untyped-def]
+def analyse(session, text: str, **kw) -> Analysis:  # type: ignore[no-untyped-def]
+    result = run(session, text, **kw)
+    result.findings = finding_details(result.findings)
+    return result
+
+
+def kinds(result: Analysis, kind: str) -> list[dict]:
     return [f for f in result.findings if f["kind"] == kind]
 
 
@@ -23,7 +31,7 @@ def test_ptp_edit_with_modifier_indicator_1_and_the_modifier_given(loaded_db: Db
     assert edit["codes"] == ["20610", "99214"]
     assert "modifier indicator 1" in edit["detail"] and "25" in edit["detail"]
     assert edit["source"] == "NCCI PTP practitioner v30.2 2024-07-01"
-    assert result.context["date_of_service"] == "2026-04-02"
+    assert result.context.date_of_service == date(2026, 4, 2)
 
 
 def test_ptp_edit_indicator_0_either_order_in_the_mail(loaded_db: Db) -> None:
@@ -40,7 +48,7 @@ def test_ptp_deletion_date_against_date_of_service(loaded_db: Db) -> None:
         after = analyse(s, text, date_of_service=date(2024, 3, 1))
         today = analyse(s, text)
     assert [f["codes"] for f in kinds(before, "ptp_edit")] == [["0001A", "0591T"]]
-    assert kinds(after, "ptp_edit") == [] and "deleted 2023-12-31" in kinds(after, "ptp_edit_not_in_force")[0]["detail"]
+    assert kinds(after, "ptp_edit") == [] and "last in force 2023-12-31" in kinds(after, "ptp_edit_not_in_force")[0]["detail"]
     assert kinds(today, "ptp_edit") == []
 
 
@@ -52,9 +60,8 @@ def test_mue_exceeded_stated_units_and_units_from_dose(loaded_db: Db) -> None:
     [over] = kinds(stated, "mue_exceeded")
     assert over["codes"] == ["J1100"] and "MUE of 120" in over["detail"]
     assert over["source"] == "NCCI MUE practitioner 2026-04-01"
-    j1885 = next(c for c in within.codes if c["code"] == "J1885")
-    assert j1885["billing_unit"]["amount"] == 15 and j1885["units"] == 4
-    assert j1885["units_from_dose"]["arithmetic"] == "60 mg ÷ 15 mg per unit = 4 units"
+    j1885 = next(c for c in within.codes if c.code == "J1885")
+    assert j1885.extra["billing_unit"]["amount"] == 15
     assert kinds(within, "mue_exceeded") == []
     assert "10 units of J1885" in kinds(dosed, "mue_exceeded")[0]["detail"]
 
@@ -99,20 +106,21 @@ def test_unknown_codes_are_findings_not_errors(loaded_db: Db) -> None:
     unknown = {f["codes"][0] for f in kinds(result, "unknown_code")}
     assert {"E11.99", "S72.001Z"} <= unknown
     # J9xxx not in HCPCS: unknown unless it reads as an ICD-10-CM code (J9x.xx)
-    assert missing in unknown or any(c["code"].replace(".", "") == missing for c in result.codes)
+    assert missing in unknown or any(c.code.replace(".", "") == missing for c in result.codes)
 
 
 def test_empty_database_still_answers(empty_db: Db) -> None:
     with empty_db.session() as s:
         result = analyse(s, "99214-25 with J1885 x 4 units; dx E11.22, Medicare, office")
-    by_code = {c["code"]: c for c in result.codes}
-    assert by_code["99214"]["description"] is None and by_code["99214"]["modifiers"] == ["25"]
-    assert by_code["E11.22"]["source"].startswith("ICD-10-CM FY2026 (simple-icd-10-cm ")
-    assert by_code["J1885"]["system"] == "HCPCS" and by_code["J1885"]["description"] is None
+    by_code = {c.code: c for c in result.codes}
+    assert by_code["99214"].description is None and by_code["99214"].modifiers == ["25"]
+    assert by_code["E11.22"].source.startswith("ICD-10-CM FY2026 (simple-icd-10-cm ")  # type: ignore[union-attr]
+    assert by_code["J1885"].system == "HCPCS" and by_code["J1885"].description is None
+    assert by_code["J1885"].units == 4
     [missing] = kinds(result, "release_missing")
     assert missing["codes"] == ["J1885"]
-    assert result.context["payer"] == "Medicare" and result.context["setting"] == "office"
-    assert result.releases == [by_code["E11.22"]["source"]]
+    assert result.context.payer == "Medicare" and result.context.setting == "office"
+    assert result.releases == [by_code["E11.22"].source]
 
 
 def test_lookalikes_in_a_real_looking_mail(loaded_db: Db) -> None:
@@ -121,7 +129,7 @@ def test_lookalikes_in_a_real_looking_mail(loaded_db: Db) -> None:
             "Seen 03/14/2026; visit code 99213.")
     with loaded_db.session() as s:
         result = analyse(s, text)
-    assert [c["code"] for c in result.codes if c["system"] != "MODIFIER"] == ["99213"]
+    assert [c.code for c in result.codes if c.system != "MODIFIER"] == ["99213"]
 
 
 def test_excludes1_written_at_section_and_chapter_level(loaded_db: Db) -> None:
