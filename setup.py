@@ -19,7 +19,7 @@ TEMPLATE_DIRS = sorted(f"consultant.templates.{d.name}" for d in Path("templates
 setup(packages=find_packages(include=["consultant*", "workers*"])
       + ["consultant.templates", *TEMPLATE_DIRS, "consultant.config", *DATA_PACKAGES],
       package_data={
-          **{pkg: ["*.html", "*.j2", "*.txt"] for pkg in TEMPLATE_DIRS},
+          **{pkg: ["*.html", "*.j2", "*.txt", "static/*.js"] for pkg in TEMPLATE_DIRS},
           "consultant.config": ["*.toml"],
           "consultant.migrations": ["*.mako"],
           "consultant.demo_data": ["*.gz", "*.xlsx", "*.json"],

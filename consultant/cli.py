@@ -294,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", cmd_mail_list, "list inbound mail with dispositions", mail)
     p.add_argument("--disposition")
     p.add_argument("--json", action="store_true")
+    from consultant.review.cli import register_mail
+
+    register_mail(mail)  # show, retry, discard: the quarantine decisions
 
     outbox = sub.add_parser("outbox", help="outbound mail").add_subparsers(
         dest="outbox_command", required=True, metavar="ACTION")

@@ -52,6 +52,10 @@ class TZDateTime(TypeDecorator[datetime]):
 RECEIVED = "received"
 AWAITING_REVIEW = "awaiting_review"
 NEEDS_INFO = "needs_info"
+# A clarifying question went to the requester: nothing to approve until they reply (their reply
+# drafts the case again).  Distinct from NEEDS_INFO, where the machine's question still awaits
+# a consultant, so a case whose question was sent cannot be approved a second time.
+AWAITING_REPLY = "awaiting_reply"
 HELD_QUOTA = "held_quota"
 # The sender could not be verified (consultant.senders): held until the address confirms.
 UNVERIFIED = "unverified"
@@ -59,12 +63,13 @@ APPROVED = "approved"
 SENT = "sent"
 REJECTED = "rejected"
 FAILED = "failed"
-CASE_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO, HELD_QUOTA, UNVERIFIED, APPROVED, SENT,
-                 REJECTED, FAILED)
+CASE_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO, AWAITING_REPLY, HELD_QUOTA, UNVERIFIED,
+                 APPROVED, SENT, REJECTED, FAILED)
 
 # Dispositions of inbound mail.
+# "discarded": a quarantined mail a person closed without processing (review/quarantine.py).
 DISPOSITIONS = ("case", "followup", "auto_reply", "bounce", "duplicate", "quarantined", "held_quota",
-                "held_unverified")
+                "held_unverified", "discarded")
 
 
 class InboundMail(Base):

@@ -23,6 +23,7 @@ from consultant.drafting.suggest import PROMPT_PREFIX
 from consultant.mail.parse import MailParseError, MailView, parse_mail
 from consultant.mail.rules import RuleContext, classify_machine_mail
 from consultant.models import (
+    AWAITING_REPLY,
     AWAITING_REVIEW,
     HELD_QUOTA,
     NEEDS_INFO,
@@ -47,9 +48,9 @@ from consultant.settings import Settings
 
 log = logging.getLogger(__name__)
 _CASE_TAG = re.compile(r"\[CC-(\d+)\]")
-OPEN_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO)
+OPEN_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO, AWAITING_REPLY)
 # A follow-up to a case in one of these states is drafted again.
-REDRAFT_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO, HELD_QUOTA, SENT)
+REDRAFT_STATUSES = (RECEIVED, AWAITING_REVIEW, NEEDS_INFO, AWAITING_REPLY, HELD_QUOTA, SENT)
 
 
 @dataclass

@@ -273,6 +273,12 @@ class ConsoleSettings:
     secret_key: str = ""
     turnaround_hours: float = 4.0
     secure_cookies: bool = False
+    # Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed (passed to
+    # uvicorn's forwarded_allow_ips).  Empty: believe nobody, so a client cannot pick its own
+    # "address" per login attempt and walk around the per-address lockout.
+    trusted_proxies: list[str] = field(default_factory=list)
+    # Only the consultant a case is assigned to may approve it (unassigned cases: anyone).
+    only_assignee_approves: bool = False
 
 
 @dataclass

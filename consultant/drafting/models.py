@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from consultant.db import Base
@@ -14,8 +14,10 @@ from consultant.models import TZDateTime, utcnow
 class KnowledgeNote(Base):
     """A consultant's note on a code ("J1885") or a pair ("20610+99214", codes sorted).
 
-    Later drafts that involve the code (or both codes of the pair) show the note with its author
-    and date.  Removing a note keeps the row (``removed_at``) so earlier drafts stay explainable.
+    Notes are internal (for consultants, shown on the case page with their author) unless
+    ``customer_facing``: then later drafts that involve the code (or both codes of the pair)
+    quote the text, without the author.  Removing a note keeps the row (``removed_at``) so
+    earlier drafts stay explainable.
     """
 
     __tablename__ = "knowledge_notes"
@@ -28,3 +30,4 @@ class KnowledgeNote(Base):
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     removed_at: Mapped[datetime | None] = mapped_column(TZDateTime())
     removed_by: Mapped[str | None] = mapped_column(String(320))
+    customer_facing: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,4 +1,10 @@
-"""Knowledge notes: what a consultant learned about a code or code pair, shown in later drafts.
+"""Knowledge notes: what a consultant learned about a code or code pair.
+
+A note is internal by default: consultants see it, with its author, on the case page of later
+cases about the code.  Only a note marked customer-facing reaches later drafts (and so the
+answers made from them), and then as its text and date alone: no consultant's address goes to
+a requester.  Note text is kept as plain text (markup removed on saving), because drafts are
+mail and the HTML reply template must not carry a consultant's markup.
 
 Public functions take a session and leave committing to the caller (the console and the CLI
 each wrap them in a transaction), so a note saved while approving commits with the approval.
@@ -6,10 +12,13 @@ each wrap them in a transaction), so a note saved while approving commits with t
 
 from __future__ import annotations
 
+import html
 import re
+import unicodedata
 from itertools import combinations
 from typing import Any
 
+import nh3
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -40,10 +49,21 @@ def subject_key(code_or_pair: str | list[str] | tuple[str, ...]) -> str:
     return "+".join(sorted(codes))
 
 
+def plain_text(text: str) -> str:
+    """``text`` as plain text: tags and comments removed (a script's or style's content with
+    them), entities decoded, control characters other than newline and tab dropped."""
+    stripped = html.unescape(nh3.clean(text, tags=set(), strip_comments=True))
+    return "".join(ch for ch in stripped
+                   if ch in "\n\t" or unicodedata.category(ch)[0] != "C").strip()
+
+
 def add_note(session: Session, code_or_pair: str | list[str] | tuple[str, ...], text: str,
-             author: str, *, case_id: int | None = None) -> KnowledgeNote:
-    """Save a note on a code or pair; returns the new row (flushed, so it has an id)."""
-    body = text.strip()
+             author: str, *, case_id: int | None = None,
+             customer_facing: bool = False) -> KnowledgeNote:
+    """Save a note on a code or pair; returns the new row (flushed, so it has an id).
+
+    ``customer_facing``: later drafts quote it (without the author); else consultants only."""
+    body = plain_text(text.replace("\r\n", "\n"))
     if not body:
         raise NoteError("the note is empty")
     if len(body) > MAX_NOTE_CHARS:
@@ -51,7 +71,7 @@ def add_note(session: Session, code_or_pair: str | list[str] | tuple[str, ...], 
     if not author.strip():
         raise NoteError("a note needs an author")
     note = KnowledgeNote(subject=subject_key(code_or_pair), text=body, author=author.strip(),
-                         case_id=case_id)
+                         case_id=case_id, customer_facing=customer_facing)
     session.add(note)
     session.flush()
     return note
@@ -84,21 +104,34 @@ def remove_note(session: Session, note_id: int, by: str) -> KnowledgeNote:
     return note
 
 
-def notes_for(session: Session, codes: list[str]) -> list[dict[str, Any]]:
+def notes_for(session: Session, codes: list[str], *,
+              internal: bool = False) -> list[dict[str, Any]]:
     """The live notes that apply to a question about ``codes``: on any of the codes, or on a pair
-    of them.  Oldest first, as they read best in a draft."""
+    of them.  Oldest first, as they read best in a draft.
+
+    By default (for drafts, which become answers) only customer-facing notes, as
+    ``customer_dict`` (no author); ``internal=True`` (the console) gives every note, with its
+    author (``as_dict``)."""
     keys = set(codes)
     keys |= {"+".join(sorted(p)) for p in combinations(dict.fromkeys(codes), 2)}
     if not keys:
         return []
-    rows = session.scalars(select(KnowledgeNote).where(KnowledgeNote.subject.in_(sorted(keys)),
-                                                       KnowledgeNote.removed_at.is_(None))
-                           .order_by(KnowledgeNote.created_at, KnowledgeNote.id))
-    return [as_dict(n) for n in rows]
+    query = select(KnowledgeNote).where(KnowledgeNote.subject.in_(sorted(keys)),
+                                        KnowledgeNote.removed_at.is_(None))
+    if not internal:
+        query = query.where(KnowledgeNote.customer_facing.is_(True))
+    rows = session.scalars(query.order_by(KnowledgeNote.created_at, KnowledgeNote.id))
+    return [as_dict(n) if internal else customer_dict(n) for n in rows]
+
+
+def customer_dict(note: KnowledgeNote) -> dict[str, Any]:
+    """What a draft (and so a requester) may see of a customer-facing note: no author, no case."""
+    return {"id": note.id, "subject": note.subject, "text": plain_text(note.text),
+            "date": note.created_at.date().isoformat() if note.created_at else ""}
 
 
 def as_dict(note: KnowledgeNote) -> dict[str, Any]:
     return {"id": note.id, "subject": note.subject, "text": note.text, "author": note.author,
             "date": note.created_at.date().isoformat() if note.created_at else "",
-            "case_id": note.case_id,
+            "case_id": note.case_id, "customer_facing": bool(note.customer_facing),
             "removed": note.removed_at is not None}

@@ -19,6 +19,7 @@ from consultant.drafting.templating import render_html, render_text
 from consultant.mail.parse import MailParseError, parse_mail, quick_headers
 from consultant.models import (
     APPROVED,
+    AWAITING_REPLY,
     AWAITING_REVIEW,
     HELD_QUOTA,
     NEEDS_INFO,
@@ -41,6 +42,33 @@ from consultant.settings import Settings
 
 class ActionError(Exception):
     """The action is not possible in the case's current state; the message says why."""
+
+
+class StaleDraft(ActionError):
+    """The form was made from an older draft version than the case now has: someone else
+    saved or approved in between.  Carries what they wrote, so the page can show a diff and
+    keep this consultant's text instead of silently overwriting theirs."""
+
+    def __init__(self, case_id: int, expected: int, current: Draft) -> None:
+        self.case_id = case_id
+        self.expected = expected
+        self.version = current.version
+        self.author = current.author
+        self.text = current.text
+        super().__init__(f"case {case_id} changed while you were editing: {current.author} saved "
+                         f"version {current.version} (your page showed version {expected}). "
+                         "Nothing of yours was saved; compare and save again.")
+
+
+class TakeoverNeeded(ActionError):
+    """Assigning a case that someone else holds needs an explicit confirmation."""
+
+    def __init__(self, case_id: int, holder: str) -> None:
+        self.holder = holder
+        super().__init__(f"case {case_id} is assigned to {holder}; confirm to take it over")
+
+
+APPROVABLE = (AWAITING_REVIEW, NEEDS_INFO)
 
 
 def _load_case(session: Session, case_id: int) -> Case:
@@ -74,12 +102,27 @@ def save_edit(session: Session, case: Case, text: str, by: str, kind: str | None
     return draft
 
 
-def edit_draft(factory: sessionmaker[Session], case_id: int, text: str, by: str) -> int:
-    """Save an edit; returns the new draft version."""
+def _check_version(case: Case, expected_version: int | None) -> None:
+    """Optimistic locking: refuse when the draft changed since the consultant's page was made.
+
+    The case row is locked (``_load_case``), so two saves from pages of the same version are
+    serialised: the second finds the first's version and is refused, never lost."""
+    current = latest_draft(case)
+    if expected_version is not None and current is not None and current.version != expected_version:
+        raise StaleDraft(case.id, expected_version, current)
+
+
+def edit_draft(factory: sessionmaker[Session], case_id: int, text: str, by: str, *,
+               expected_version: int | None = None) -> int:
+    """Save an edit; returns the new draft version.
+
+    ``expected_version``: the draft version the editor was loaded with (None: don't check)."""
     with transaction(factory) as session:
         case = _load_case(session, case_id)
-        if case.status not in (AWAITING_REVIEW, NEEDS_INFO):
-            raise ActionError(f"case {case_id} is {case.status}; only drafts awaiting review can be edited")
+        if case.status not in APPROVABLE:
+            raise ActionError(f"case {case_id} is {case.status.replace('_', ' ')}; only drafts "
+                              "awaiting review can be edited")
+        _check_version(case, expected_version)
         return save_edit(session, case, text, by).version
 
 
@@ -97,18 +140,25 @@ def _thread_ids(case: Case) -> tuple[str | None, list[str]]:
 
 def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
             text: str | None, by: str, kind: str | None = None,
-            confirm_phi: bool = False) -> Effects:
+            expected_version: int | None = None, confirm_phi: bool = False) -> Effects:
     """Approve the latest draft (optionally replaced by ``text``) and queue it for sending.
 
     ``kind="needs_info"`` sends the text as a clarifying question instead (see request_info).
+    ``expected_version``: the draft version the consultant's page showed; a newer one (another
+    consultant's save) refuses the approval with StaleDraft.
     A case whose mail had patient identifiers removed needs ``confirm_phi=True``: the
     consultant says, once, that they read the answer knowing that."""
     effects = Effects()
     with transaction(factory) as session:
         case = _load_case(session, case_id)
-        if case.status not in (AWAITING_REVIEW, NEEDS_INFO):
-            raise ActionError(f"case {case_id} is {case.status}; only awaiting_review or "
-                              "needs_info cases can be approved")
+        if case.status not in APPROVABLE:
+            raise ActionError(f"case {case_id} is {case.status.replace('_', ' ')}; only cases "
+                              "awaiting review or needing info can be approved")
+        if (settings.console.only_assignee_approves and case.assigned_to
+                and case.assigned_to != by):
+            raise ActionError(f"case {case_id} is assigned to {case.assigned_to}; only they may "
+                              "approve it ([console] only_assignee_approves)")
+        _check_version(case, expected_version)
         current = latest_draft(case)
         if kind is not None and text is None and current is not None:
             text = current.text
@@ -186,18 +236,18 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
                      approved_by=by)
         session.add(out)
         session.flush()
+        detail = {"version": draft.version, "outbox_id": out.id, "message_id": message_id,
+                  "kind": draft.kind, "machine_diff": approval.machine_diff(case, body)}
         if charge is not None:
             charge.paid_for(out)
             case.status = APPROVED
-        elif kind == "needs_info":
-            # A clarifying question: no charge, and the case waits for the requester's reply.
-            case.status = NEEDS_INFO
+            session.add(AuditEvent(case_id=case.id, actor=by, action="approved", detail=detail))
+        else:
+            # A clarifying question: no charge, and nothing left to approve until the
+            # requester replies (their reply drafts the case again).
+            case.status = AWAITING_REPLY
             session.add(AuditEvent(case_id=case.id, actor=by, action="info_requested",
-                                   detail={"version": draft.version, "outbox_id": out.id}))
-        session.add(AuditEvent(case_id=case.id, actor=by, action="approved",
-                               detail={"version": draft.version, "outbox_id": out.id,
-                                       "message_id": message_id, "kind": draft.kind,
-                                       "machine_diff": approval.machine_diff(case, body)}))
+                                   detail=detail))
         effects.outbox_ids.append(out.id)
     return effects
 
@@ -223,38 +273,53 @@ def _identifiers_refusal(case_id: int, findings: list[outgoing.Finding]) -> str:
 
 
 def request_info(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
-                 text: str | None, by: str, confirm_phi: bool = False) -> Effects:
+                 text: str | None, by: str, expected_version: int | None = None,
+                 confirm_phi: bool = False) -> Effects:
     """Send ``text`` (default: the latest draft) as a clarifying question: a needs_info
-    message that charges no quota; the case stays needs_info until the requester replies."""
+    message that charges no quota; the case is awaiting_reply until the requester replies."""
     if text is not None and not text.strip():
         raise ActionError("the question to the requester is empty")
     return approve(factory, settings, case_id, text=text, by=by, kind="needs_info",
-                   confirm_phi=confirm_phi)
+                   expected_version=expected_version, confirm_phi=confirm_phi)
 
 
-def assign(factory: sessionmaker[Session], case_id: int, *, to: str | None, by: str) -> None:
-    """Assign the case to a consultant (``to=None`` releases it)."""
+def assign(factory: sessionmaker[Session], case_id: int, *, to: str | None, by: str,
+           takeover: bool = False) -> None:
+    """Assign the case to a consultant (``to=None`` releases it).
+
+    Taking a case that another consultant holds (or releasing theirs) raises TakeoverNeeded
+    unless ``takeover`` confirms it; a confirmed takeover is audited as ``taken_over``."""
     with transaction(factory) as session:
         case = _load_case(session, case_id)
         previous = case.assigned_to
+        if previous == to:
+            return
+        foreign = previous is not None and previous != by
+        if foreign and not takeover:
+            raise TakeoverNeeded(case_id, previous or "")
         case.assigned_to = to
-        session.add(AuditEvent(case_id=case.id, actor=by, action="assigned",
+        session.add(AuditEvent(case_id=case.id, actor=by,
+                               action="taken_over" if foreign else "assigned",
                                detail={"from": previous, "to": to}))
 
 
 def add_note(factory: sessionmaker[Session], case_id: int, code_or_pair: str, text: str, *,
-             by: str) -> int:
-    """Save a knowledge note (consultant.drafting.notes) learned on this case; returns its id."""
+             by: str, customer_facing: bool = False) -> int:
+    """Save a knowledge note (consultant.drafting.notes) learned on this case; returns its id.
+
+    Internal unless ``customer_facing`` (then later answers quote it, without the author)."""
     from consultant.drafting import notes
 
     with transaction(factory) as session:
         case = _load_case(session, case_id)
         try:
-            note = notes.add_note(session, code_or_pair, text, by, case_id=case.id)
+            note = notes.add_note(session, code_or_pair, text, by, case_id=case.id,
+                                  customer_facing=customer_facing)
         except notes.NoteError as exc:
             raise ActionError(str(exc)) from exc
         session.add(AuditEvent(case_id=case.id, actor=by, action="note_added",
-                               detail={"note_id": note.id, "subject": note.subject}))
+                               detail={"note_id": note.id, "subject": note.subject,
+                                       "customer_facing": customer_facing}))
         return note.id
 
 
@@ -283,3 +348,26 @@ def reject(factory: sessionmaker[Session], case_id: int, *, reason: str, by: str
 def outbox_for(session: Session, case_id: int) -> list[Outbox]:
     return list(session.execute(select(Outbox).where(Outbox.case_id == case_id)
                                 .order_by(Outbox.id)).scalars())
+
+
+MAX_CASE_NOTE = 10_000
+
+
+def add_case_note(factory: sessionmaker[Session], case_id: int, text: str, *, by: str) -> int:
+    """Keep an internal note on the case for colleagues; it is never part of a mail (approval
+    composes only the draft text and the footer).  Returns the note's id."""
+    from consultant.review.models import CaseNote
+
+    body = text.strip()
+    if not body:
+        raise ActionError("the internal note is empty")
+    if len(body) > MAX_CASE_NOTE:
+        raise ActionError(f"the internal note is {len(body)} characters; at most {MAX_CASE_NOTE}")
+    with transaction(factory) as session:
+        case = _load_case(session, case_id)
+        note = CaseNote(case_id=case.id, author=by, text=body)
+        session.add(note)
+        session.flush()
+        session.add(AuditEvent(case_id=case.id, actor=by, action="case_note_added",
+                               detail={"note_id": note.id}))
+        return note.id

@@ -10,7 +10,8 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -38,9 +39,13 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 SESSION_LIFETIME = timedelta(hours=12)
 MIN_PASSWORD_LENGTH = 10
 # Login rate limit: this many failures per account+IP within the window → 429.  A second, wider
-# limit per IP alone slows down spraying one password across many accounts.
+# limit per IP alone slows down spraying one password across many accounts, and a third per
+# account from any address stops one account being guessed from many addresses (a botnet, or
+# a forged X-Forwarded-For if a proxy were ever trusted by mistake).  The account limit lets a
+# stranger lock a consultant out for 15 minutes; that is the price of not being guessable.
 MAX_FAILURES = 5
 MAX_FAILURES_PER_IP = 30
+MAX_FAILURES_PER_ACCOUNT = 10
 FAILURE_WINDOW = timedelta(minutes=15)
 API_TOKEN_PREFIX = "cc_"
 
@@ -103,18 +108,18 @@ class LoginResult:
     limited: bool = False
 
 
-def _recent_failures(session: Session, email: str, ip: str) -> tuple[int, int]:
+def _limited(session: Session, email: str, ip: str) -> bool:
+    """Whether this login is over one of the three failure limits (see MAX_FAILURES)."""
     since = utcnow() - FAILURE_WINDOW
-    per_account = session.execute(
-        select(func.count(LoginAttempt.id)).where(
-            LoginAttempt.email == email, LoginAttempt.ip == ip,
-            LoginAttempt.success.is_(False), LoginAttempt.at >= since)
-    ).scalar_one()
-    per_ip = session.execute(
-        select(func.count(LoginAttempt.id)).where(
-            LoginAttempt.ip == ip, LoginAttempt.success.is_(False), LoginAttempt.at >= since)
-    ).scalar_one()
-    return int(per_account), int(per_ip)
+    failed = (LoginAttempt.success.is_(False), LoginAttempt.at >= since)
+
+    def count(*where: Any) -> int:
+        return int(session.execute(select(func.count(LoginAttempt.id)).where(*failed, *where))
+                   .scalar_one())
+
+    return (count(LoginAttempt.email == email, LoginAttempt.ip == ip) >= MAX_FAILURES
+            or count(LoginAttempt.ip == ip) >= MAX_FAILURES_PER_IP
+            or count(LoginAttempt.email == email) >= MAX_FAILURES_PER_ACCOUNT)
 
 
 def authenticate(factory: sessionmaker[Session], email: str, password: str, ip: str) -> LoginResult:
@@ -126,8 +131,7 @@ def authenticate(factory: sessionmaker[Session], email: str, password: str, ip: 
     email = normalise_email(email)[:320]
     ip = ip[:64]
     with transaction(factory) as session:
-        per_account, per_ip = _recent_failures(session, email, ip)
-        if per_account >= MAX_FAILURES or per_ip >= MAX_FAILURES_PER_IP:
+        if _limited(session, email, ip):
             return LoginResult(None, limited=True)
         user = get_user(session, email)
         ok = False
@@ -207,6 +211,44 @@ def token_user(factory: sessionmaker[Session], token: str) -> ConsultantUser | N
         session.flush()
         session.expunge(user)
         return user
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What may be shown of an API token: never the token itself (it is not stored)."""
+
+    id: int
+    owner: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def list_tokens(factory: sessionmaker[Session], email: str | None = None) -> list[TokenInfo]:
+    """Tokens of ``email`` (None: everyone's), newest first, however they were minted."""
+    with factory() as session:
+        query = (select(ApiToken, ConsultantUser.email).join(ConsultantUser, ApiToken.user_id == ConsultantUser.id)
+                 .order_by(ApiToken.created_at.desc(), ApiToken.id.desc()))
+        if email is not None:
+            query = query.where(ConsultantUser.email == normalise_email(email))
+        return [TokenInfo(t.id, owner, t.name, t.prefix, t.created_at, t.last_used_at, t.revoked_at)
+                for t, owner in session.execute(query).all()]
+
+
+def revoke_token(factory: sessionmaker[Session], token_id: int, by: ConsultantUser) -> TokenInfo:
+    """Revoke one token: one's own, or anyone's for an admin.  Revoking twice is harmless."""
+    with transaction(factory) as session:
+        row = session.get(ApiToken, token_id)
+        if row is None or (row.user_id != by.id and not by.is_admin):
+            raise AuthError(f"no token {token_id} of yours")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            log.info("API token %s (%s) of %s revoked by %s", row.prefix, row.name, row.user.email,
+                     by.email)
+        return TokenInfo(row.id, row.user.email, row.name, row.prefix, row.created_at,
+                         row.last_used_at, row.revoked_at)
 
 
 def revoke_tokens(factory: sessionmaker[Session], email: str) -> int:

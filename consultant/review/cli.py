@@ -49,11 +49,19 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings, factory: session
 
 
 def cmd_users_token(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
-    from consultant.review.auth import AuthError, mint_token, revoke_tokens
+    from consultant.review.auth import AuthError, list_tokens, mint_token, revoke_tokens
 
     try:
+        if args.list:
+            for t in list_tokens(factory, args.email):
+                state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
+                used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+                print(f"{t.prefix}…  {t.name or '(unnamed)':<24} created {t.created_at:%Y-%m-%d %H:%M}"
+                      f"  last used {used:<16}  {state}")
+            return 0
         if args.revoke:
-            print(f"{args.email}: {revoke_tokens(factory, args.email)} token(s) revoked")
+            count = revoke_tokens(factory, args.email)
+            print(f"{args.email}: {count} {'token' if count == 1 else 'tokens'} revoked")
             return 0
         token = mint_token(factory, args.email, args.name or "")
     except AuthError as exc:
@@ -93,6 +101,92 @@ def register(subparsers: Any) -> None:
     p.add_argument("email")
     p.add_argument("--name", help="what the token is for")
     p.add_argument("--revoke", action="store_true", help="revoke all of the user's tokens instead")
+    p.add_argument("--list", action="store_true",
+                   help="list the user's tokens (prefix, name, dates, state) instead")
 
     p = users.add_parser("list", help="list console users")
     p.set_defaults(handler=cmd_users_list)
+
+
+# --- quarantined mail: `mail show|retry|discard` (registered under `mail` by consultant.cli) ---
+def cmd_mail_show(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
+    from consultant.review import quarantine
+    from consultant.review.web.mailview import inbound_item
+
+    with factory() as session:
+        try:
+            mail = quarantine.get_mail(session, args.id)
+        except quarantine.QuarantineError as exc:
+            raise CliError(str(exc)) from exc
+        print(f"Mail {mail.id}  [{mail.disposition or 'not processed'}]  {mail.size} bytes, "
+              f"received {mail.received_at:%Y-%m-%d %H:%M} via {mail.source}")
+        print(f"Reason: {mail.disposition_reason or '-'}  rule hits: {', '.join(mail.rule_hits or []) or '-'}")
+        if mail.case_id:
+            print(f"Case: {mail.case_id}")
+        print("\n--- headers ---\n" + quarantine.header_text(mail))
+        if mail.size > settings.service.max_message_bytes:
+            print("\n(too large to parse here; headers only)")
+        else:
+            item = inbound_item(mail)
+            print("\n--- body (plain text) ---\n" + (item.note or item.text or "(no plain-text part)"))
+            for a in item.attachments:
+                print(f"attachment: {a.get('filename') or '(unnamed)'} {a.get('content_type')} "
+                      f"{a.get('size')} bytes")
+        for event in quarantine.history(session, mail.id):
+            print(f"{event.at:%Y-%m-%d %H:%M} {event.action} by {event.actor}: {event.detail}")
+    return 0
+
+
+def cmd_mail_retry(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
+    from consultant.cli import _dispatch
+    from consultant.review import quarantine
+
+    if args.all == (args.id is not None):
+        raise CliError("give one mail id, or --all for every quarantined mail")
+    if args.all:
+        with factory() as session:
+            ids = [m.id for m in quarantine.quarantined(session, limit=100_000)]
+    else:
+        ids = [args.id]
+    again = 0
+    for mail_id in ids:
+        try:
+            result = quarantine.release(factory, settings, mail_id, by=args.by)
+        except quarantine.QuarantineError as exc:
+            raise CliError(str(exc)) from exc
+        _dispatch(result.effects, settings)
+        again += result.disposition == quarantine.QUARANTINED
+        where = f" (case {result.case_id})" if result.case_id else ""
+        print(f"mail {mail_id}: {result.disposition}{where}"
+              + (f": {result.reason}" if result.disposition == quarantine.QUARANTINED else ""))
+    if args.all:
+        print(f"{len(ids)} released, {again} quarantined again")
+    return 0
+
+
+def cmd_mail_discard(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
+    from consultant.review import quarantine
+
+    try:
+        quarantine.discard(factory, args.id, reason=args.reason, by=args.by)
+    except quarantine.QuarantineError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"mail {args.id} discarded")
+    return 0
+
+
+def register_mail(mail: Any) -> None:
+    """Add the quarantine commands to ``caseconsultant mail``."""
+    p = mail.add_parser("show", help="show one inbound mail: headers, reason, body")
+    p.set_defaults(handler=cmd_mail_show)
+    p.add_argument("id", type=int)
+    p = mail.add_parser("retry", help="release quarantined mail into processing again (audited)")
+    p.set_defaults(handler=cmd_mail_retry)
+    p.add_argument("id", type=int, nargs="?")
+    p.add_argument("--all", action="store_true", help="every quarantined mail")
+    p.add_argument("--by", default="cli", help="who decides (recorded in the audit trail)")
+    p = mail.add_parser("discard", help="close a quarantined mail without processing (audited)")
+    p.set_defaults(handler=cmd_mail_discard)
+    p.add_argument("id", type=int)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--by", default="cli", help="who decides (recorded in the audit trail)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from consultant.db import Base
@@ -86,3 +86,29 @@ class LoginAttempt(Base):
     ip: Mapped[str] = mapped_column(String(64))
     success: Mapped[bool] = mapped_column(Boolean, default=False)
     at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow, index=True)
+
+
+class CaseViewer(Base):
+    """Who has a case open in the console, for the "X is viewing/editing" notice (one row per
+    case and consultant, touched on every page view; stale rows are simply ignored)."""
+
+    __tablename__ = "console_case_viewers"
+    __table_args__ = (UniqueConstraint("case_id", "email", name="uq_console_case_viewers"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(255))
+    seen_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class CaseNote(Base):
+    """A consultant's internal note on one case: for colleagues, never part of any mail."""
+
+    __tablename__ = "console_case_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(320))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)

@@ -107,25 +107,32 @@ def test_phi_is_flagged_on_the_case(kb_factory, kb_settings):
     assert "Robert Miller" not in case.drafts[-1].text
 
 
-def test_a_note_reappears_in_later_drafts(kb_factory, kb_settings):
+def test_a_customer_facing_note_reappears_in_later_drafts_without_its_author(kb_factory, kb_settings):
     kb_settings.quota.guest = 10  # several questions from the same practice
     first = ingest(kb_factory, kb_settings, load_mail("bundling_20610_99214"))
     note_id = actions.add_note(kb_factory, first.case_id, "99214 / 20610",
-                               "Document the separate E/M in its own note section.", by="ann@cc.test")
+                               "Document the separate E/M in its own note section.", by="ann@cc.test",
+                               customer_facing=True)
+    actions.add_note(kb_factory, first.case_id, "20610+99214", "Internal: payer audits this pair.",
+                     by="ann@cc.test")
     with kb_factory() as session, session.begin():
-        notes.add_note(session, "J1885", "Check the vial size on the MAR.", "bob@cc.test")
+        notes.add_note(session, "J1885", "Check the vial size on the MAR.", "bob@cc.test",
+                       customer_facing=True)
 
     later = ingest(kb_factory, kb_settings, load_mail("modifier_25_or_59"))
     case = case_of(kb_factory, later.case_id)
     shown = case.facts["parts"][0]["notes"]
-    assert [(n["id"], n["subject"], n["author"]) for n in shown] == [(note_id, "20610+99214", "ann@cc.test")]
+    assert [(n["id"], n["subject"]) for n in shown] == [(note_id, "20610+99214")]
+    assert all("author" not in n for n in shown)
     text = case.drafts[-1].text
     assert "- 20610 / 99214: Document the separate E/M in its own note section." in text
     assert "ann@cc.test" not in text  # the author's address stays inside the service
+    assert "Internal: payer audits" not in text  # internal notes stay with the consultants
     assert "Check the vial size" not in text  # a note on another code stays out
 
     drug = ingest(kb_factory, kb_settings, load_mail("drug_ketorolac_j1885"))
-    assert "- J1885: Check the vial size on the MAR." in case_of(kb_factory, drug.case_id).drafts[-1].text
+    drug_text = case_of(kb_factory, drug.case_id).drafts[-1].text
+    assert "- J1885: Check the vial size on the MAR." in drug_text and "bob@cc.test" not in drug_text
 
     with kb_factory() as session, session.begin():
         notes.remove_note(session, note_id, "ann@cc.test")

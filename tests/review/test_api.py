@@ -115,3 +115,23 @@ def test_codes_come_from_the_knowledge_base(console, api):
     shown = api.get("/api/v1/codes/e11.22")
     assert shown.status_code == 200 and shown.json()["code"] == "E11.22"
     assert api.get("/api/v1/codes/ZZZ99").status_code == 404
+
+
+def test_an_approval_from_a_stale_read_is_refused_with_who_saved(console, api):
+    from consultant.review import actions
+
+    case_id = console.case()
+    version = api.get(f"/api/v1/cases/{case_id}").json()["draft"]["version"]
+    actions.edit_draft(console.factory, case_id, "A colleague's edit.", by=ADMIN)
+    refused = api.post(f"/api/v1/cases/{case_id}/approve",
+                       json={"text": "Mine.", "expected_version": version})
+    assert refused.status_code == 409 and ADMIN in refused.json()["error"]
+    assert console.dispatched == []
+    fresh = api.get(f"/api/v1/cases/{case_id}").json()["draft"]["version"]
+    assert api.post(f"/api/v1/cases/{case_id}/approve",
+                    json={"text": "Mine.", "expected_version": fresh}).status_code == 200
+
+
+def test_an_out_of_range_case_id_is_a_json_404_or_422(api):
+    response = api.get("/api/v1/cases/99999999999999999999")
+    assert response.status_code in (404, 422) and "error" in response.json()

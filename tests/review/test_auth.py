@@ -145,8 +145,26 @@ def test_passwords_are_stored_as_argon2_hashes(console):
 
 
 def test_pages_carry_security_headers(console):
+    import re
+
     response = console.logged_in().get("/queue")
     csp = response.headers["content-security-policy"]
-    assert "default-src 'none'" in csp and "script-src" not in csp
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["default-src"] == "'none'" and directives["script-src"] == "'self'"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cache-control"] == "no-store"
+    # The only scripts are the console's own files: no inline code the CSP would have to allow.
+    scripts = re.findall(r"<script\b[^>]*>", response.text)
+    assert scripts and all(re.search(r'src="/static/[\w.-]+\.js"', tag) for tag in scripts)
+    assert re.search(r"\son\w+=", response.text) is None
+
+
+def test_one_account_is_locked_whatever_the_address(console):
+    # Guessing one account's password from many addresses (a botnet, or forged headers
+    # believed by a misconfigured proxy) still ends in a lockout of that account.
+    for i in range(auth.MAX_FAILURES_PER_ACCOUNT):
+        result = auth.authenticate(console.factory, CONSULTANT, "wrong password!", f"203.0.113.{i}")
+        assert result.user is None and not result.limited
+    fresh = auth.authenticate(console.factory, CONSULTANT, PASSWORD, "198.51.100.200")
+    assert fresh.limited and fresh.user is None
+    assert auth.authenticate(console.factory, ADMIN, PASSWORD, "198.51.100.200").user is not None

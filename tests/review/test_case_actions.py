@@ -82,7 +82,7 @@ def test_case_page_shows_mail_safely(console):
     srcdoc = page[page.index("srcdoc="):page.index("</iframe>")]
     for bad in ("script", "onerror", "javascript:", "evil.example", "<form", "&lt;form"):
         assert bad not in srcdoc.lower(), bad
-    assert "<script" not in page.lower()
+    assert "<script>" not in page.lower() and "window.__xss" not in page
     assert "new_case" in page  # the rule hit that opened the case, with its explanation
 
 
@@ -106,7 +106,7 @@ def test_edit_then_approve_queues_the_answer_and_records_who(console):
     # A second approval is refused with the reason shown, not a crash.
     again = post(client, f"/cases/{case_id}/approve", text="again")
     assert again.status_code == 303
-    assert "only awaiting_review or needs_info cases can be approved" in client.get(f"/cases/{case_id}").text
+    assert "only cases awaiting review or needing info can be approved" in client.get(f"/cases/{case_id}").text
 
 
 def test_request_info_sends_a_question_without_charge_until_the_reply(console):
@@ -120,11 +120,18 @@ def test_request_info_sends_a_question_without_charge_until_the_reply(console):
     with console.factory() as session:
         case = session.get(Case, case_id)
         out = session.get(Outbox, effects.outbox_ids[0])
-        assert case.status == "needs_info" and out.kind == "needs_info" and not out.charges_quota
+        assert case.status == "awaiting_reply" and out.kind == "needs_info" and not out.charges_quota
         assert b"Which payer, and what date of service?" in out.raw
         assert session.execute(select(QuotaEntry).where(QuotaEntry.kind == "charge")).first() is None
         question_id = out.message_id
-    assert ("info_requested", CONSULTANT) in audit_actions(console, case_id)
+    actions_done = audit_actions(console, case_id)
+    assert ("info_requested", CONSULTANT) in actions_done and ("approved", CONSULTANT) not in actions_done
+    # The question went out: the case is no longer approvable with the same text.
+    page = client.get(f"/cases/{case_id}").text
+    assert 'id="approve"' not in page and "awaiting reply" in page
+    again = post(client, f"/cases/{case_id}/approve", text="Which payer, and what date of service?")
+    assert again.status_code == 303 and len(console.dispatched) == 1
+    assert "is awaiting reply" in client.get(f"/cases/{case_id}").text
     # The requester's reply joins the case and sends it back to drafting.
     from consultant.intake.store import Location, store_raw
 
@@ -134,6 +141,7 @@ def test_request_info_sends_a_question_without_charge_until_the_reply(console):
     with console.factory() as session:
         case = session.get(Case, case_id)
         assert len(case.mails) == 2 and case.drafts[-1].author == "machine"
+        assert case.status in ("awaiting_review", "needs_info")
 
 
 def test_reject_assign_and_release_are_audited(console):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 10:07:45.534738
+Create Date: 2026-12-01 10:16:47.109293
 """
 from alembic import op
 import sqlalchemy as sa
@@ -390,6 +390,31 @@ def upgrade() -> None:
     with op.batch_alter_table('audit', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_case_id'), ['case_id'], unique=False)
 
+    op.create_table('console_case_notes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('author', sa.String(length=320), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('console_case_notes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_console_case_notes_case_id'), ['case_id'], unique=False)
+
+    op.create_table('console_case_viewers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=True),
+    sa.Column('seen_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('case_id', 'email', name='uq_console_case_viewers')
+    )
+    with op.batch_alter_table('console_case_viewers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_console_case_viewers_case_id'), ['case_id'], unique=False)
+
     op.create_table('drafts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=False),
@@ -446,6 +471,7 @@ def upgrade() -> None:
     sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
     sa.Column('removed_at', consultant.models.TZDateTime(timezone=True), nullable=True),
     sa.Column('removed_by', sa.String(length=320), nullable=True),
+    sa.Column('customer_facing', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -532,6 +558,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_drafts_case_id'))
 
     op.drop_table('drafts')
+    with op.batch_alter_table('console_case_viewers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_console_case_viewers_case_id'))
+
+    op.drop_table('console_case_viewers')
+    with op.batch_alter_table('console_case_notes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_console_case_notes_case_id'))
+
+    op.drop_table('console_case_notes')
     with op.batch_alter_table('audit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_case_id'))
 

@@ -9,12 +9,16 @@ which is why these endpoints need no CSRF token.  Every error is JSON: ``{"error
 # No `from __future__ import annotations` here: FastAPI must evaluate the Annotated aliases
 # (User, Admin) defined inside create_api, which string annotations would hide from it.
 import dataclasses
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import fastapi_offline
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,6 +33,7 @@ from consultant.review.web import queries
 from consultant.review.web.app import Console
 from consultant.views import case_json, mail_json
 
+SWAGGER_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 bearer = HTTPBearer(auto_error=False, description="API token: `caseconsultant users token EMAIL`")
 
 
@@ -38,6 +43,9 @@ class ApproveBody(BaseModel):
     kind: Literal["answer", "needs_info"] | None = Field(
         None, description="send as an answer (charges quota) or a clarifying question; "
                           "default: the kind of the latest draft")
+    expected_version: int | None = Field(
+        None, ge=0, description="the draft version you read (GET /cases/{id} draft.version); if "
+                                "someone saved a newer one since, the approval is refused with 409")
     confirm_phi: bool = Field(
         False, description="required (true) when patient identifiers were removed from the "
                            "case's mail: the consultant confirms the answer holds none of them")
@@ -73,8 +81,17 @@ def _jsonable(value: Any) -> Any:
 
 def create_api(console: Console) -> FastAPI:
     api = FastAPI(title="CaseConsultant API", version="1", openapi_url="/openapi.json",
-                  docs_url="/docs", redoc_url=None)
+                  docs_url=None, redoc_url=None)
     api.state.console = console
+    # FastAPI's own /docs loads Swagger UI from a CDN, which the console's CSP blocks (and a
+    # console should not depend on a third party).  The packaged copy is served from here.
+    api.mount("/static", StaticFiles(directory=str(SWAGGER_ASSETS)), name="api-static")
+
+    @api.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return console.templates.TemplateResponse(request, "api_docs.html",
+                                                  {"title": api.title, "root": root})
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -100,6 +117,8 @@ def create_api(console: Console) -> FastAPI:
     User = Annotated[ConsultantUser, Depends(token_user)]
     Admin = Annotated[ConsultantUser, Depends(admin_user)]
 
+    CaseId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+
     def _case(session: Any, case_id: int) -> Case:
         case = session.get(Case, case_id)
         if case is None:
@@ -124,7 +143,7 @@ def create_api(console: Console) -> FastAPI:
                     for c in session.execute(query).scalars()]
 
     @api.get("/cases/{case_id}", summary="One case with its draft, codes and mails")
-    def show_case(case_id: int, user: User) -> dict[str, Any]:
+    def show_case(case_id: CaseId, user: User) -> dict[str, Any]:
         with console.factory() as session:
             case = _case(session, case_id)
             data = case_json(session, console.settings, case)
@@ -132,9 +151,10 @@ def create_api(console: Console) -> FastAPI:
             return data
 
     @api.post("/cases/{case_id}/approve", summary="Approve the draft (or `text`) and queue it")
-    def approve_case(case_id: int, user: User, body: ApproveBody | None = None) -> dict[str, Any]:
+    def approve_case(case_id: CaseId, user: User, body: ApproveBody | None = None) -> dict[str, Any]:
         text = body.text if body else None
         kind = body.kind if body else None
+        expected = body.expected_version if body else None
         confirm_phi = body.confirm_phi if body else False
         if text is not None and not text.strip():
             raise HTTPException(status_code=422, detail="refusing to approve an empty answer")
@@ -142,7 +162,8 @@ def create_api(console: Console) -> FastAPI:
             _case(session, case_id)
         try:
             effects = actions.approve(console.factory, console.settings, case_id, text=text,
-                                      by=user.email, kind=kind, confirm_phi=confirm_phi)
+                                      by=user.email, kind=kind, expected_version=expected,
+                                      confirm_phi=confirm_phi)
         except actions.ActionError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         console.dispatch(effects)
@@ -151,7 +172,7 @@ def create_api(console: Console) -> FastAPI:
         return {"id": case_id, "status": status, "outbox_ids": effects.outbox_ids}
 
     @api.post("/cases/{case_id}/reject", summary="Reject a case (nothing is sent or charged)")
-    def reject_case(case_id: int, body: RejectBody,
+    def reject_case(case_id: CaseId, body: RejectBody,
                     user: User) -> dict[str, Any]:
         with console.factory() as session:
             _case(session, case_id)

@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,11 +36,15 @@ SESSION_COOKIE = "cc_session"
 PRE_COOKIE = "cc_pre"
 FLASH_COOKIE = "cc_flash"
 
-# Pages are server-rendered and need no script at all, so the policy forbids every script
-# (default-src 'none').  The policy also applies inside the srcdoc iframe that shows a mail's
-# sanitised HTML, so remote images (tracking pixels) stay blocked there too.
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+# Pages are server-rendered and work without script; the only scripts are the console's own
+# files under /static (keyboard shortcuts, the API docs' start-up), so the policy allows
+# script-src 'self' and nothing inline: markup that slipped into a page could not run.  The
+# policy also applies inside the srcdoc iframe that shows a mail's sanitised HTML (which is
+# sandboxed without allow-scripts as well), so remote images (tracking pixels) stay blocked.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+       "base-uri 'none'")
+STATIC_DIR = TEMPLATE_DIR / "static"
 
 
 class LoginRequired(Exception):
@@ -164,9 +170,9 @@ async def posted(request: Request) -> tuple[Console, Any, ConsultantUser]:
 
 
 def client_ip(request: Request) -> str:
-    # The peer address as uvicorn saw it.  X-Forwarded-For is only honoured when uvicorn runs
-    # with --forwarded-allow-ips for a trusted proxy; trusting it here would let anyone pick a
-    # fresh "IP" per login attempt and walk around the rate limit.
+    # The peer address as uvicorn saw it.  uvicorn rewrites it from X-Forwarded-For only when the
+    # peer is one of [console] trusted_proxies (server.py); trusting the header here would let
+    # anyone pick a fresh "IP" per login attempt and walk around the rate limit.
     return request.client.host if request.client else "unknown"
 
 
@@ -197,8 +203,28 @@ def _filters(env: Environment) -> None:
     def when(value: datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
+    def plural(count: int, word: str, many: str | None = None) -> str:
+        # "1 answer left", "0 answers left": never "1 answers" or "answer(s)".
+        return f"{count} {word if count == 1 else (many or word + 's')}"
+
+    def audit_items(detail: dict[str, Any] | None) -> list[tuple[str, str]]:
+        # An audit event's detail as short "key: value" pairs; the machine-draft diff is shown
+        # on its own (folded), never as a Python dict that overflows the page.
+        items = []
+        for key, value in (detail or {}).items():
+            if key == "machine_diff" and isinstance(value, dict):
+                items.append(("changed", "yes" if value.get("changed") else "no"))
+                continue
+            if value is None or value == "":
+                continue
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            items.append((key.replace("_", " "), shown if len(shown) <= 120 else shown[:117] + "…"))
+        return items
+
     env.filters["age"] = age
     env.filters["when"] = when
+    env.filters["plural"] = plural
+    env.filters["audit_items"] = audit_items
 
 
 def create_app(settings: Settings, factory: sessionmaker[Session] | None = None, *,
@@ -227,8 +253,10 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None,
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        # Pages carry patient-adjacent data: keep them out of shared caches and history.
-        response.headers.setdefault("Cache-Control", "no-store")
+        # Pages carry patient-adjacent data: keep them out of shared caches and history.  The
+        # console's own scripts and styles (no data in them) may be cached by the browser.
+        static = request.url.path.startswith(("/static/", "/api/v1/static/"))
+        response.headers.setdefault("Cache-Control", "private, max-age=3600" if static else "no-store")
         return response
 
     @app.exception_handler(LoginRequired)
@@ -246,6 +274,17 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None,
                               "status": 403, "message": "This page is for administrators."},
                               status_code=403)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # /cases/abc or /cases/99999999999999999999: a page that cannot exist is a 404 on the
+        # console's own error page, not FastAPI's JSON for API clients.
+        in_path = any(err.get("loc", ("",))[0] == "path" for err in exc.errors())
+        status = 404 if in_path else 400
+        message = (f"There is no page {request.url.path}." if in_path
+                   else "The request had a missing or invalid value.")
+        return console.render(request, "error.html", {"user": console.user(request),
+                              "status": status, "message": message}, status_code=status)
+
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         if request.url.path.startswith("/api/") or request.url.path in ("/healthz", "/metrics"):
@@ -254,9 +293,18 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None,
                               "status": exc.status_code, "message": str(exc.detail)},
                               status_code=exc.status_code)
 
-    from consultant.review.web import api, health, pages_admin, pages_auth, pages_case, pages_queue
+    from consultant.review.web import (
+        api,
+        health,
+        pages_admin,
+        pages_auth,
+        pages_case,
+        pages_quarantine,
+        pages_queue,
+    )
 
-    for module in (pages_auth, pages_queue, pages_case, pages_admin, health):
+    for module in (pages_auth, pages_queue, pages_case, pages_quarantine, pages_admin, health):
         app.include_router(module.router)
     app.mount("/api/v1", api.create_api(console))
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app

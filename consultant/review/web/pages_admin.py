@@ -13,8 +13,10 @@ from fastapi.responses import Response
 from consultant.quota import admin as quota_admin
 from consultant.quota.plans import plan_names
 from consultant.review import auth
+from consultant.review.models import ConsultantUser
 from consultant.review.web import queries
 from consultant.review.web.app import console_of, posted
+from consultant.review.web.queries import DbId
 
 router = APIRouter()
 
@@ -84,11 +86,17 @@ async def grant(request: Request) -> Response:
                   f"{r.data['answers_remaining']} remaining")
 
 
+def _account(request: Request, user: ConsultantUser, new_token: str | None = None) -> Response:
+    console = console_of(request)
+    # Admins see (and may revoke) every token, consultants their own: CLI-minted ones too.
+    tokens = auth.list_tokens(console.factory, None if user.is_admin else user.email)
+    return console.render(request, "account.html", {"user": user, "new_token": new_token,
+                                                    "tokens": tokens})
+
+
 @router.get("/account")
 def account_page(request: Request) -> Response:
-    console = console_of(request)
-    user = console.require_user(request)
-    return console.render(request, "account.html", {"user": user, "new_token": None})
+    return _account(request, console_of(request).require_user(request))
 
 
 @router.post("/account/token")
@@ -97,4 +105,15 @@ async def new_token(request: Request) -> Response:
     name = str(form.get("name") or "")[:128]
     token = auth.mint_token(console.factory, user.email, name)
     # Shown once, in this response only; the database keeps its digest.
-    return console.render(request, "account.html", {"user": user, "new_token": token})
+    return _account(request, user, new_token=token)
+
+
+@router.post("/account/token/{token_id}/revoke")
+async def revoke_token(request: Request, token_id: DbId) -> Response:
+    console, _, user = await posted(request)
+    try:
+        info = auth.revoke_token(console.factory, token_id, user)
+    except auth.AuthError as exc:
+        return console.redirect("/account", str(exc), "error")
+    return console.redirect("/account", f"Token {info.prefix}… ({info.name or 'unnamed'}) of "
+                            f"{info.owner} revoked; it no longer works.")

@@ -2,25 +2,30 @@
 
 Every action goes through consultant.review.actions (the same functions as the CLI), which
 records the AuditEvent with the consultant's email; work to do after commit (sending) is
-dispatched only once the action's transaction has committed.
+dispatched only once the action's transaction has committed.  Every form carries the draft
+version it was made from, so a save or approval from a page that another consultant has
+overtaken is refused with their name and a diff (actions.StaleDraft), never applied silently.
 """
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from consultant.drafting import notes
 from consultant.mail.rules import CHAIN
-from consultant.models import AWAITING_REVIEW, NEEDS_INFO, Case
+from consultant.models import Case
 from consultant.privacy.redact import Summary
-from consultant.review import actions
+from consultant.review import actions, presence
+from consultant.review.models import CaseNote, ConsultantUser
 from consultant.review.web import mailview, queries
 from consultant.review.web.app import Console, console_of, posted
+from consultant.review.web.queries import CaseId
 from consultant.senders import hold as sender_rules
 from consultant.views import case_json
 
@@ -53,7 +58,7 @@ def describe_rule(hit: str) -> str:
             "phi": f"possible patient identifier in the mail: {name}"}.get(family, "")
 
 
-def _load(console: Console, session: Any, case_id: int) -> Case:
+def _load(session: Session, case_id: int) -> Case:
     case = session.execute(
         select(Case).where(Case.id == case_id).options(
             selectinload(Case.mails), selectinload(Case.drafts), selectinload(Case.outbox),
@@ -64,31 +69,54 @@ def _load(console: Console, session: Any, case_id: int) -> Case:
     return case
 
 
-def _next_case_id(session: Any, after: Case | None) -> int | None:
-    query = select(Case.id).where(Case.status == AWAITING_REVIEW).order_by(Case.created_at, Case.id)
-    if after is not None:
-        query = query.where(Case.id != after.id)
-    return session.execute(query.limit(1)).scalar()
+def diff_lines(theirs: str, yours: str, their_label: str) -> list[tuple[str, str]]:
+    """(kind, line) pairs of a unified diff from ``theirs`` to ``yours``: kind is "add",
+    "del", "hunk" or "same", for the stale-save notice."""
+    out = []
+    for line in difflib.unified_diff(theirs.splitlines(), yours.splitlines(), their_label,
+                                     "your text", lineterm="", n=2):
+        kind = ("hunk" if line.startswith(("@@", "---", "+++")) else "add" if line.startswith("+")
+                else "del" if line.startswith("-") else "same")
+        out.append((kind, line))
+    return out
 
 
-@router.get("/cases/{case_id}")
-def case_page(request: Request, case_id: int) -> Response:
-    console = console_of(request)
-    user = console.require_user(request)
+def render_case(console: Console, request: Request, user: ConsultantUser, case_id: int, *,
+                editor_text: str | None = None, stale: actions.StaleDraft | None = None,
+                status_code: int = 200) -> Response:
+    """The case page; ``editor_text`` and ``stale`` re-show a refused edit beside the diff."""
     with console.factory() as session:
-        case = _load(console, session, case_id)
+        case = _load(session, case_id)
         data = case_json(session, console.settings, case)
         codes = [str(c["code"]) for c in data["codes"] if c.get("code")]
-        related_notes = notes.notes_for(session, codes) if codes else []
+        draft = data["draft"]
         return console.render(request, "case.html", {
             "user": user, "case": case, "data": data, "thread": mailview.thread(case),
             "flags": queries.case_flags(case), "audit": queries.audit_for(session, case.id),
-            "describe_rule": describe_rule,
-            "editable": case.status in (AWAITING_REVIEW, NEEDS_INFO),
-            "next_case": _next_case_id(session, case), "notes_enabled": True,
-            "notes": related_notes[:20], "note_subject": "+".join(codes[:2]),
+            "describe_rule": describe_rule, "editable": case.status in actions.APPROVABLE,
+            "editor_text": editor_text if editor_text is not None else (draft["text"] if draft else ""),
+            "version": draft["version"] if draft else 0,
+            "stale": stale, "stale_diff": diff_lines(stale.text, editor_text or "",
+                                                     f"{stale.author}, version {stale.version}")
+            if stale else [],
+            "neighbours": queries.neighbours(session, case),
+            "viewers": presence.others(session, case.id, user.email),
+            "notes": notes.notes_for(session, codes, internal=True)[:20] if codes else [],
+            "note_subject": "+".join(codes[:2]),
+            "case_notes": session.execute(select(CaseNote).where(CaseNote.case_id == case.id)
+                                          .order_by(CaseNote.id)).scalars().all(),
             "drafts": list(reversed(case.drafts)),
-            "removed": Summary.from_json(case.redaction)})
+            "removed": Summary.from_json(case.redaction)}, status_code=status_code)
+
+
+@router.get("/cases/{case_id}")
+def case_page(request: Request, case_id: CaseId) -> Response:
+    console = console_of(request)
+    user = console.require_user(request)
+    with console.factory() as session:
+        _load(session, case_id)  # 404 before recording a view of a case that does not exist
+    presence.touch(console.factory, case_id, user)
+    return render_case(console, request, user, case_id)
 
 
 def _text(form: Any, name: str = "text") -> str:
@@ -96,6 +124,12 @@ def _text(form: Any, name: str = "text") -> str:
     if len(text) > MAX_TEXT:
         raise HTTPException(status_code=413, detail=f"text longer than {MAX_TEXT} characters")
     return text
+
+
+def _version(form: Any) -> int | None:
+    """The draft version the form was made from (absent: an old page or a script; unchecked)."""
+    value = str(form.get("version") or "").strip()
+    return int(value) if value.isdigit() else None
 
 
 def _run(console: Console, case_id: int, done: str, call: Any) -> Response:
@@ -107,16 +141,30 @@ def _run(console: Console, case_id: int, done: str, call: Any) -> Response:
     return console.redirect(f"/cases/{case_id}", done)
 
 
+def _refused(console: Console, request: Request, user: ConsultantUser, case_id: int,
+             exc: actions.ActionError, text: str) -> Response:
+    """An edit that cannot be applied: a stale one is shown again with the diff (409) so the
+    consultant's text is not lost; anything else comes back as the flashed reason."""
+    if isinstance(exc, actions.StaleDraft):
+        return render_case(console, request, user, case_id, editor_text=text, stale=exc,
+                           status_code=409)
+    return console.redirect(f"/cases/{case_id}", str(exc), "error")
+
+
 @router.post("/cases/{case_id}/save")
-async def save(request: Request, case_id: int) -> Response:
+async def save(request: Request, case_id: CaseId) -> Response:
     console, form, user = await posted(request)
     text = _text(form)
-    return _run(console, case_id, "Draft saved.",
-                lambda: actions.edit_draft(console.factory, case_id, text, by=user.email))
+    try:
+        actions.edit_draft(console.factory, case_id, text, by=user.email,
+                           expected_version=_version(form))
+    except actions.ActionError as exc:
+        return _refused(console, request, user, case_id, exc, text)
+    return console.redirect(f"/cases/{case_id}", "Draft saved.")
 
 
 @router.post("/cases/{case_id}/approve")
-async def approve(request: Request, case_id: int) -> Response:
+async def approve(request: Request, case_id: CaseId) -> Response:
     console, form, user = await posted(request)
     text = _text(form)
     if not text.strip():
@@ -125,34 +173,35 @@ async def approve(request: Request, case_id: int) -> Response:
         # "Approve and send" always sends an answer, even when the machine drafted a question
         # (the consultant replaced it); questions go out through "Request info".
         effects = actions.approve(console.factory, console.settings, case_id, text=text,
-                                  by=user.email, kind="answer",
+                                  by=user.email, kind="answer", expected_version=_version(form),
                                   confirm_phi=bool(form.get("confirm_phi")))
     except actions.ActionError as exc:
-        return console.redirect(f"/cases/{case_id}", str(exc), "error")
+        return _refused(console, request, user, case_id, exc, text)
     # Only now, after the approval committed, may the send be enqueued.
     console.dispatch(effects)
     with console.factory() as session:
-        nxt = _next_case_id(session, None)
+        nxt = queries.next_after(session, case_id)
     message = f"Case {case_id} approved; the answer is queued for sending."
     return console.redirect(f"/cases/{nxt}" if nxt else "/queue", message)
 
 
 @router.post("/cases/{case_id}/request-info")
-async def request_info(request: Request, case_id: int) -> Response:
+async def request_info(request: Request, case_id: CaseId) -> Response:
     console, form, user = await posted(request)
     text = _text(form)
     try:
         effects = actions.request_info(console.factory, console.settings, case_id, text=text,
-                                       by=user.email, confirm_phi=bool(form.get("confirm_phi")))
+                                       by=user.email, expected_version=_version(form),
+                                       confirm_phi=bool(form.get("confirm_phi")))
     except actions.ActionError as exc:
-        return console.redirect(f"/cases/{case_id}", str(exc), "error")
+        return _refused(console, request, user, case_id, exc, text)
     console.dispatch(effects)
     return console.redirect(f"/cases/{case_id}", "Question sent to the requester; the case "
                             "waits for their reply (no quota charged).")
 
 
 @router.post("/cases/{case_id}/reject")
-async def reject(request: Request, case_id: int) -> Response:
+async def reject(request: Request, case_id: CaseId) -> Response:
     console, form, user = await posted(request)
     reason = _text(form, "reason")
     return _run(console, case_id, "Case rejected; nothing will be sent.",
@@ -160,16 +209,36 @@ async def reject(request: Request, case_id: int) -> Response:
 
 
 @router.post("/cases/{case_id}/assign")
-async def assign(request: Request, case_id: int) -> Response:
+async def assign(request: Request, case_id: CaseId) -> Response:
     console, form, user = await posted(request)
     to = None if form.get("release") else user.email
-    return _run(console, case_id, "Assigned to you." if to else "Released.",
-                lambda: actions.assign(console.factory, case_id, to=to, by=user.email))
+    try:
+        actions.assign(console.factory, case_id, to=to, by=user.email,
+                       takeover=form.get("takeover") == "1")
+    except actions.TakeoverNeeded as exc:
+        # Someone else holds the case: ask first (server-rendered, so no script is needed).
+        return console.render(request, "confirm.html", {
+            "user": user, "case_id": case_id, "holder": exc.holder, "release": to is None,
+            "csrf": console.csrf_for(request)}, status_code=409)
+    except actions.ActionError as exc:
+        return console.redirect(f"/cases/{case_id}", str(exc), "error")
+    return console.redirect(f"/cases/{case_id}", "Assigned to you." if to else "Released.")
 
 
 @router.post("/cases/{case_id}/note")
-async def add_note(request: Request, case_id: int) -> Response:
+async def add_note(request: Request, case_id: CaseId) -> Response:
     console, form, user = await posted(request)
     text, subject = _text(form), _text(form, "subject")
-    return _run(console, case_id, f"Knowledge note on {subject.strip()} saved.",
-                lambda: actions.add_note(console.factory, case_id, subject, text, by=user.email))
+    public = form.get("customer_facing") == "1"
+    where = "in later answers" if public else "to consultants only"
+    return _run(console, case_id, f"Knowledge note on {subject.strip()} saved (shown {where}).",
+                lambda: actions.add_note(console.factory, case_id, subject, text, by=user.email,
+                                         customer_facing=public))
+
+
+@router.post("/cases/{case_id}/internal-note")
+async def add_case_note(request: Request, case_id: CaseId) -> Response:
+    console, form, user = await posted(request)
+    text = _text(form)
+    return _run(console, case_id, "Internal note saved (never sent to the requester).",
+                lambda: actions.add_case_note(console.factory, case_id, text, by=user.email))

@@ -25,9 +25,14 @@ class ConsoleServer:
 
         self.app = create_app(settings, factory, **app_kwargs)  # type: ignore[arg-type]
         self.host = settings.console.host
+        trusted = settings.console.trusted_proxies
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise; without a
+        # configured proxy it must believe no one (the login lockout keys on the address).
         config = uvicorn.Config(self.app, host=self.host,
                                 port=settings.console.port if port is None else port,
-                                log_level="warning", access_log=False, lifespan="off")
+                                log_level="warning", access_log=False, lifespan="off",
+                                proxy_headers=bool(trusted),
+                                forwarded_allow_ips=list(trusted) if trusted else None)
         self.server = uvicorn.Server(config)
         # Signal handlers belong to the main thread (services.wait_forever installs its own).
         self.server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
