@@ -6,8 +6,8 @@ stage timed from outside the product (its functions wrapped here, its database c
 with SQLAlchemy events), so nothing in ``consultant`` knows it is measured:
 
 - ``parse``: ``parse_mail``; ``classify``: the machine-mail rules;
-- ``analysis``: ``make_draft`` minus the template rendering inside it; ``render``: the reply
-  templates;
+- ``analysis``: ``consultant.analysis.analyse`` (once per mail); ``render``: the reply
+  templates; ``drafting(rest)``: the rest of ``make_draft``;
 - ``db``: statements and transactions per mail, time inside the database calls (statements,
   the pool's pre-ping, commits), ``commit`` alone;
 - ``store``: the poller's ``store_raw`` (one transaction per mail);
@@ -154,7 +154,8 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
         counts = instrument_engine(engine, clock)
         targets = [(processing, "parse_mail", "parse"),
                    (processing, "classify_machine_mail", "classify"),
-                   (processing, "make_draft", "analysis"),
+                   (processing, "make_draft", "drafting"),
+                   (draft, "analyse", "analysis"),
                    (draft, "render_pair", "render")]
         ids = []
         with patched([(store, "quick_headers", "store.headers")], clock):
@@ -196,8 +197,10 @@ def _figures(label: str, n: int, clock: Clock, store_counts: dict[str, int],
                higher_is_better=False, note="ceiling: stdlib parse + body"),
         Figure(f"{prefix}.classify", ms.get("classify", 0), "ms/mail"),
         Figure(f"{prefix}.analysis", ms.get("analysis", 0), "ms/mail",
-               note="make_draft without rendering (its database time is under db)"),
-        Figure(f"{prefix}.render", ms.get("render", 0), "ms/mail"),
+               note="consultant.analysis.analyse, once per mail (its database time is under db)"),
+        Figure(f"{prefix}.render", ms.get("render", 0), "ms/mail", note="the reply templates"),
+        Figure(f"{prefix}.drafting(rest)", ms.get("drafting", 0), "ms/mail",
+               note="make_draft around the analysis and the templates"),
         Figure(f"{prefix}.db", ms.get("db", 0), "ms/mail",
                note=f"{counts.get('statements', 0) / n:.1f} statements, "
                     f"{counts.get('transactions', 0) / n:.1f} transactions, "

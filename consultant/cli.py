@@ -332,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         from consultant.db import make_engine, make_session_factory
         from consultant.privacy.crypto import load_keys
 
-        engine = make_engine(settings.database.url, keys=load_keys(settings.privacy))
+        # The demo keeps its own database and key file under var/demo/: loading keys here would
+        # create a stray key file in the working directory.
+        keys = None if args.command == "demo" else load_keys(settings.privacy)
+        engine = make_engine(settings.database.url, keys=keys)
         factory = make_session_factory(engine)
         if args.command not in ("init", "demo") and not _schema_ready(engine):
             raise CliError(f"the database at {settings.database.url} has no schema yet; "

@@ -120,7 +120,6 @@ def write_config(settings: Settings, path: Path) -> None:
         "service": {"address": settings.service.address},
         "smtp_in": {"host": settings.smtp_in.host, "port": settings.smtp_in.port},
         "smtp_out": {"maildir": settings.smtp_out.maildir},
-        # The raw-mail key beside the database: every later command opens the same mails.
         "privacy": {"key_file": settings.privacy.key_file},
     }
     lines = ["# Written by `caseconsultant demo`: the demo's database, broker and ports."]
@@ -218,6 +217,8 @@ def run_demo(base: Settings, root: Path = Path("var/demo"), once: bool = False) 
     settings.database.url = f"sqlite:///{root / 'caseconsultant.sqlite'}"
     settings.broker.url = f"sqla+sqlite:///{root / 'broker.sqlite'}"
     settings.smtp_out.maildir = str(root / "outbox-maildir")
+    # The raw-mail key beside the database: later commands (run from anywhere with demo.toml)
+    # must decrypt the same mail; the default key file is relative to the working directory.
     if not settings.privacy.raw_mail_keys:
         settings.privacy.key_file = str(root / "raw-mail.keys")
     settings.smtp_out.host = ""

@@ -109,6 +109,11 @@ class ImapState(Base):
     uidvalidity: Mapped[int] = mapped_column(Integer)
     last_uid: Mapped[int] = mapped_column(Integer, default=0)
     last_fetch_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    # The mailbox's own trouble, kept apart from every other mailbox's: the last error, since
+    # when it has been failing, and how many attempts in a row failed (0 after a good fetch).
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failing_since: Mapped[datetime | None] = mapped_column(TZDateTime())
+    failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Requester(Base):
@@ -122,6 +127,10 @@ class Requester(Base):
     plan_since: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
     last_notice_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    # Set when our mail to this address bounced hard; nothing is sent to it until a human
+    # clears it (`requesters clear-undeliverable`).
+    undeliverable_at: Mapped[datetime | None] = mapped_column(TZDateTime())
+    undeliverable_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Organisation(Base):

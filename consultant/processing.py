@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import case, func, inspect, select
 from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
 
 from consultant.db import reading, transaction
 from consultant.drafting.draft import DRAFT_FLAGS, DraftResult, make_draft
 from consultant.drafting.suggest import PROMPT_PREFIX
 from consultant.mail.parse import MailParseError, MailView, parse_mail
-from consultant.mail.rules import classify_machine_mail
+from consultant.mail.rules import RuleContext, classify_machine_mail
 from consultant.models import (
     AWAITING_REVIEW,
     HELD_QUOTA,
@@ -35,6 +36,7 @@ from consultant.models import (
     Outbox,
     utcnow,
 )
+from consultant.outbox import bounces
 from consultant.privacy.mail import redact_mail
 from consultant.privacy.redact import Summary, redact_text
 from consultant.quota import ledger, registration
@@ -101,6 +103,8 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         assert mail is not None
         if mail.disposition is not None:
             return Effects()  # another worker finished it meanwhile
+        # Given to the row as loaded (not as a change): redaction reads it without a SELECT.
+        set_committed_value(mail, "raw", raw)
         mail.attempts += 1
         mail.processed_at = utcnow()
         if view is None:
@@ -114,8 +118,28 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
         # the original.
         mail.subject = redact_text(view.subject).text
         _classify_person_mail(session, settings, mail, view, effects, verdict)
+        _note_shortened(session, mail, view)
         _audit_classified(session, mail)
     return effects
+
+
+def _note_shortened(session: Session, mail: InboundMail, view: MailView) -> None:
+    """Say on the mail, and on its case, that only part of a long body is read (the raw mail
+    is kept whole), so the consultant knows the draft saw a shortened question."""
+    if not view.shortened:
+        return
+    mail.rule_hits = [*mail.rule_hits, "text_shortened"]
+    if mail.case_id is None:
+        return
+    case = session.get(Case, mail.case_id)
+    assert case is not None
+    for content_type, before, kept in view.shortened:
+        note = f"text shortened from {before:,} to {kept:,} characters"
+        if note not in case.flags:
+            case.flags = [*case.flags, note]
+        session.add(AuditEvent(case_id=case.id, actor="system", action="text_shortened",
+                               detail={"mail_id": mail.id, "content_type": content_type,
+                                       "characters": before, "kept": kept, "note": note}))
 
 
 def _audit_classified(session: Session, mail: InboundMail) -> None:
@@ -137,14 +161,11 @@ def _dispose(mail: InboundMail, disposition: str, hits: list[str], reason: str |
 def _classify_person_mail(session: Session, settings: Settings, mail: InboundMail,
                           view: MailView, effects: Effects,
                           verdict: authenticity.Verdict | None = None) -> None:
-    disposition, hits = classify_machine_mail(view)
+    disposition, hits = classify_machine_mail(view, RuleContext.from_settings(settings))
     if disposition is not None:
         _dispose(mail, disposition, hits, f"rule {hits[0]}")
-        return
-    ours = set(_our_addresses(settings))
-    if view.from_addr in ours:
-        # Our own address as sender: answering would loop.
-        _dispose(mail, "quarantined", ["is_from_self"], "sent from the service's own address")
+        if disposition == "bounce":
+            mail.rule_hits = [*hits, *bounces.record_bounce(session, settings, mail, view)]
         return
     # These look-ups need none of this mail's pending changes: without autoflush the mail's
     # row is written once, with its disposition, instead of once more before each query.

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from consultant.runtime import Runtime
-from consultant.settings import ConfigError, Settings
+from consultant.settings import ConfigError, ImapSettings, Settings
 
 log = logging.getLogger(__name__)
 # aiosmtpd logs every connection at INFO; keep its warnings only.
@@ -153,23 +153,24 @@ class Sweeper:
 
 
 class PollerThread:
-    def __init__(self, rt: Runtime) -> None:
+    """One mailbox's poller in its own thread (one per configured mailbox)."""
+
+    def __init__(self, rt: Runtime, cfg: ImapSettings) -> None:
         from consultant.intake.imap import ImapPoller
 
-        self.rt = rt
-        self.poller = ImapPoller(rt.settings.imap, rt.factory, _enqueue_mail,
-                                 rt.settings.service.max_message_bytes)
-        self.thread = threading.Thread(target=self._run, name="imap-poller", daemon=True)
+        self.rt, self.cfg = rt, cfg
+        self.poller = ImapPoller(cfg, rt.factory, _enqueue_mail, rt.settings.service.max_message_bytes)
+        self.thread = threading.Thread(target=self._run, name=f"imap-poller {cfg.label}", daemon=True)
 
     def _run(self) -> None:
         from consultant.intake.lock import LockHeld, mailbox_lock
 
-        cfg = self.rt.settings.imap
+        cfg = self.cfg
         lost = threading.Event()
         while not self.poller.stopping:
             try:
-                with mailbox_lock(self.rt.settings.broker.url,
-                                  f"{cfg.username}@{cfg.host}/{cfg.folder}", on_lost=lost):
+                with mailbox_lock(self.rt.settings.broker.url, f"{cfg.label}/{cfg.folder}",
+                                  on_lost=lost):
                     self.poller.run_forever()
             except LockHeld as exc:
                 log.warning("%s; waiting", exc)
@@ -184,13 +185,18 @@ class PollerThread:
         self.thread.join(timeout=5)
 
 
+def start_pollers(rt: Runtime) -> list[Callable[[], None]]:
+    """A poller thread per configured mailbox; returns their stop functions."""
+    return [PollerThread(rt, cfg).start().stop for cfg in rt.settings.imap.all_mailboxes()]
+
+
 def start_smtpd(rt: Runtime) -> Any:
     from consultant.intake.smtp import IntakeHandler, start_listener
 
     s = rt.settings
     handler = IntakeHandler(rt.factory, {s.service.address, *s.service.aliases}, _enqueue_mail,
                             s.service.max_message_bytes)
-    return start_listener(handler, s.smtp_in.host, s.smtp_in.port)
+    return start_listener(handler, s.smtp_in.host, s.smtp_in.port, s.smtp_in.max_sessions)
 
 
 def stop_requested() -> threading.Event:
@@ -251,7 +257,7 @@ def run_command(name: str, settings: Settings) -> int:
     if name == "poll":
         if not settings.imap.enabled:
             raise ConfigError("`poll` needs an [imap] host (or CASECONSULTANT_IMAP__HOST)")
-        stops.append(PollerThread(rt).start().stop)
+        stops.extend(start_pollers(rt))
     elif name == "smtpd":
         controller = start_smtpd(rt)
         print(f"SMTP intake listening on {settings.smtp_in.host}:{settings.smtp_in.port}", flush=True)
@@ -265,7 +271,7 @@ def run_command(name: str, settings: Settings) -> int:
         controller = start_smtpd(rt)
         stops.append(controller.stop)
         if settings.imap.enabled:
-            stops.append(PollerThread(rt).start().stop)
+            stops.extend(start_pollers(rt))
         stops.append(Sweeper(rt).start().stop)
         try:
             from consultant.review.web import serve_in_thread
@@ -274,7 +280,8 @@ def run_command(name: str, settings: Settings) -> int:
         if serve_in_thread is not None:
             stops.append(serve_in_thread(settings))
         print(f"running: SMTP intake {settings.smtp_in.host}:{settings.smtp_in.port}"
-              + (f", IMAP {settings.imap.host}" if settings.imap.enabled else "")
+              + (", IMAP " + ", ".join(m.label for m in settings.imap.all_mailboxes())
+                 if settings.imap.enabled else "")
               + ", workers (intake, drafting, sending), sweeper. Ctrl-C to stop.", flush=True)
     else:
         raise ValueError(name)

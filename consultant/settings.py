@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,12 @@ class ServiceSettings:
     template_dir: str = ""
     # Auto-replies (over-quota notices) are rate limited per requester to one per this many hours.
     notice_interval_hours: int = 24
+    # At most this many automatic mails (notices, not consultant-approved answers) to one
+    # address in 24 hours, whatever triggers them: the backstop against mail loops.
+    auto_mail_per_address_per_day: int = 3
+    # Key that signs our Message-IDs, so bounces and replies to them are recognised (a secret:
+    # set it through CASECONSULTANT_SERVICE__MESSAGE_ID_SECRET, never in a committed file).
+    message_id_secret: str = ""
     consultant_name: str = ""
     consultant_credential: str = ""
 
@@ -70,16 +76,73 @@ class ImapSettings:
     poll_interval: int = 60
     idle_timeout: int = 300
     max_backoff: int = 300
+    # "password" (LOGIN) or "xoauth2" (Gmail, Microsoft 365): an access token got from
+    # oauth2_token_url with the refresh token, refreshed before it expires.
+    auth: str = "password"
+    oauth2_token_url: str = ""
+    oauth2_client_id: str = ""
+    oauth2_client_secret: str = ""
+    oauth2_refresh_token: str = ""
+    # A label for this mailbox in state, logs and alerts (default: username@host).
+    name: str = ""
+    # Health fails (and the stale metric is 1) for a mailbox with no successful fetch for this long.
+    alert_after_minutes: int = 30
+    # Further mailboxes: [[imap.mailboxes]] tables with any of the keys above (unset keys come
+    # from [imap]); a key ending in _env names the environment variable holding its value,
+    # e.g. password_env = "BILLING_IMAP_PASSWORD", so secrets stay out of the file.
+    mailboxes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.host)
+        return bool(self.host) or bool(self.mailboxes)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.username}@{self.host}"
+
+    def all_mailboxes(self, environ: dict[str, str] | None = None) -> list[ImapSettings]:
+        """Every mailbox to poll: [imap] itself when it has a host, then each [[imap.mailboxes]]."""
+        env = os.environ if environ is None else environ
+        result = [replace(self, mailboxes=[])] if self.host else []
+        for index, table in enumerate(self.mailboxes):
+            where = f"[[imap.mailboxes]] #{index + 1}"
+            if not isinstance(table, dict):
+                raise ConfigError(f"{where}: expected a table of mailbox settings")
+            values: dict[str, Any] = {}
+            for key, value in table.items():
+                if key.endswith("_env"):
+                    key = key[:-4]
+                    if str(value) not in env:
+                        raise ConfigError(f"{where} {key}_env: environment variable {value} is not set")
+                    value = env[str(value)]
+                values[key] = value
+            mailbox = replace(self, mailboxes=[])
+            for key in ("name", "password", "oauth2_refresh_token", "oauth2_client_secret"):
+                setattr(mailbox, key, "")  # never inherited: they belong to one account
+            _apply(mailbox, values, where)
+            if not mailbox.host or not mailbox.username:
+                raise ConfigError(f"{where}: host and username are required")
+            result.append(mailbox)
+        labels = [m.label + "/" + m.folder for m in result]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ConfigError(f"[imap] the same mailbox folder is configured twice: {', '.join(duplicates)}")
+        for mailbox in result:
+            if mailbox.auth not in ("password", "xoauth2"):
+                raise ConfigError(f"[imap] {mailbox.label}: auth must be password or xoauth2, "
+                                  f"not {mailbox.auth!r}")
+            if mailbox.auth == "xoauth2" and not (mailbox.oauth2_token_url and mailbox.oauth2_refresh_token):
+                raise ConfigError(f"[imap] {mailbox.label}: xoauth2 needs oauth2_token_url and "
+                                  "oauth2_refresh_token")
+        return result
 
 
 @dataclass
 class SmtpInSettings:
     host: str = "127.0.0.1"
     port: int = 2525
+    # Simultaneous SMTP sessions; one more is answered 421 (try later).
+    max_sessions: int = 20
 
 
 @dataclass
@@ -338,6 +401,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     _resolve_relative_sqlite(settings, chosen)
     settings.quota.check()
     settings.authenticity.check()
+    settings.imap.all_mailboxes(dict(env))  # a mistake in [[imap.mailboxes]] fails at start-up
     return settings
 
 

@@ -270,12 +270,40 @@ class ImapServer:
         stop_process(self.proc, self.tmp)
 
 
+def empty_mailbox(server: ImapServer, user: str) -> None:
+    """Delete every message in every folder of ``user`` (tests that share the server)."""
+    from imapclient import IMAPClient
+
+    with IMAPClient(server.host, port=server.port, ssl=False) as client:
+        client.login(user, server.users[user])
+        for _flags, _delim, folder in client.list_folders():
+            client.select_folder(folder)
+            client.delete_messages(client.search("ALL"))
+            client.expunge()
+
+
 def _greeting(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
         return s.recv(64).startswith(b"* OK")
 
 
-def start_dovecot(users: list[str]) -> ImapServer:
+OAUTH2_PASSDB = """passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {d}/dovecot-oauth2.conf.ext
+}}
+"""
+OAUTH2_CONF = """introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
+def start_dovecot(users: list[str], oauth2_introspection_url: str | None = None) -> ImapServer:
+    """Dovecot with a passwd-file of ``users`` (password "secret"); with an introspection URL,
+    also XOAUTH2/OAUTHBEARER logins checked by its oauth2 passdb against that endpoint."""
     binary = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
     if binary is None:
         raise FileNotFoundError("dovecot")
@@ -305,9 +333,14 @@ def start_dovecot(users: list[str]) -> ImapServer:
             os.chown(Path(home, user), uid, gid)
         lines.append(f"{user}:{{PLAIN}}{password}:{uid}:{gid}::{home}/{user}")
     Path(d, "passwd").write_text("\n".join(lines) + "\n")
-    Path(d, "dovecot.conf").write_text(DOVECOT_CONF.format(
+    conf = DOVECOT_CONF.format(
         d=d, port=port, internal_user=internal_user, internal_group=internal_group,
-        login_user=login_user, first_uid=min(uid, 65534) if os.geteuid() == 0 else uid))
+        login_user=login_user, first_uid=min(uid, 65534) if os.geteuid() == 0 else uid)
+    if oauth2_introspection_url:
+        conf = conf.replace("auth_mechanisms = plain login", "auth_mechanisms = plain login xoauth2 oauthbearer")
+        conf += OAUTH2_PASSDB.format(d=d)
+        Path(d, "dovecot-oauth2.conf.ext").write_text(OAUTH2_CONF.format(url=oauth2_introspection_url))
+    Path(d, "dovecot.conf").write_text(conf)
     proc = subprocess.Popen([binary, "-F", "-c", f"{d}/dovecot.conf"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:

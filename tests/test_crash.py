@@ -21,7 +21,7 @@ from consultant.review.actions import approve
 from consultant.runtime import Runtime
 from tests.conftest import make_settings, question_mail
 from tests.helpers import write_config
-from tests.servers import REPO, wait_for
+from tests.servers import REPO, empty_mailbox, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,12 +38,7 @@ def run_crash(*args: str, timeout: float = 60) -> int:
 def env(tmp_path, postgres_url, redis_url, imap_server, smtp_sink):  # type: ignore[no-untyped-def]
     upgrade(postgres_url)
     user = "frank"
-    with IMAPClient(imap_server.host, port=imap_server.port, ssl=False) as c:
-        c.login(user, imap_server.users[user])
-        for _f, _d, folder in c.list_folders():
-            c.select_folder(folder)
-            c.delete_messages(c.search("ALL"))
-            c.expunge()
+    empty_mailbox(imap_server, user)
     settings = make_settings(postgres_url, tmp_path, imap={
         "host": imap_server.host, "port": imap_server.port, "ssl": False, "username": user,
         "password": imap_server.users[user], "sent_folder": "Sent"},

@@ -50,7 +50,7 @@ def running_service(tmp_path, postgres_url, redis_url, imap_server, smtp_sink,  
     rt = Runtime(settings)
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
                       shutdown_timeout=10):
-        poller = PollerThread(rt).start()
+        poller = PollerThread(rt, rt.settings.imap).start()
         try:
             yield settings, rt, config
         finally:

@@ -6,6 +6,10 @@ crash anywhere therefore means the message is offered again on restart, where th
 is recognised by its hash (no duplicate) and re-enqueued only if it was never processed.
 State lives in the database (UIDVALIDITY + last UID), not in \\Seen flags, so another client
 reading the mailbox cannot make us miss mail.
+
+Each configured mailbox (``[imap]`` and every ``[[imap.mailboxes]]``) has its own poller, its
+own row of state, its own backoff and its own error record (``last_error``, ``failing_since``),
+so one failing login delays nobody else, and health can name the mailbox that stopped.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.db import transaction
+from consultant.intake.oauth2 import OAuth2Error, TokenSource
 from consultant.intake.store import Location, store_many, store_raw
 from consultant.models import ImapState, InboundMail, utcnow
 from consultant.settings import ImapSettings
@@ -34,6 +40,10 @@ FETCH_BATCH = 100
 # Errors after which the connection is dropped and re-made with backoff.
 CONNECTION_ERRORS = (imaplib.IMAP4.abort, imaplib.IMAP4.error, IMAPClientError, OSError,
                      socket.timeout, EOFError)
+# The database going away (restart, failover, a cut connection) is retried the same way: the
+# state of the batch in hand is in the database, so nothing is lost by starting it again.
+DATABASE_ERRORS = (OperationalError, DBAPIError)
+RETRIED_ERRORS = (*CONNECTION_ERRORS, *DATABASE_ERRORS, OAuth2Error)
 
 
 @dataclass
@@ -44,9 +54,23 @@ class PollResult:
     too_large: int = 0
 
 
-def connect(cfg: ImapSettings) -> IMAPClient:
+def connect(cfg: ImapSettings, tokens: TokenSource | None = None) -> IMAPClient:
+    """Connect and log in (LOGIN, or XOAUTH2 with a token from ``tokens``)."""
     client = IMAPClient(cfg.host, port=cfg.port, ssl=cfg.ssl, timeout=60)
-    client.login(cfg.username, cfg.password)
+    try:
+        if cfg.auth == "xoauth2":
+            assert tokens is not None
+            try:
+                client.oauth2_login(cfg.username, tokens.access_token())
+            except LoginError:
+                # Revoked or expired early: one fresh token, then give up until the backoff.
+                tokens.invalidate()
+                client.oauth2_login(cfg.username, tokens.access_token())
+        else:
+            client.login(cfg.username, cfg.password)
+    except BaseException:
+        client.shutdown()
+        raise
     return client
 
 
@@ -64,7 +88,8 @@ class ImapPoller:
         self.factory = factory
         self.enqueue = enqueue
         self.max_bytes = max_bytes
-        self.mailbox = f"{cfg.username}@{cfg.host}"
+        self.mailbox = cfg.label
+        self.tokens = TokenSource(cfg) if cfg.auth == "xoauth2" else None
         self.client: IMAPClient | None = None
         self.uidvalidity: int | None = None  # of the selected folder, this connection
         self.stopping = False
@@ -76,7 +101,7 @@ class ImapPoller:
     def poll_once(self) -> PollResult:
         """Fetch everything new in the folder once (connects and selects if needed)."""
         if self.client is None:
-            self.client = connect(self.cfg)
+            self.client = connect(self.cfg, self.tokens)
             self.uidvalidity = None
         client = self.client
         if self.uidvalidity is None:
@@ -94,6 +119,8 @@ class ImapPoller:
                 state = ImapState(mailbox=self.mailbox, folder=self.cfg.folder,
                                   uidvalidity=uidvalidity, last_uid=0)
                 session.add(state)
+            elif state.uidvalidity == 0:
+                state.uidvalidity = uidvalidity  # the row was made by a failure record
             elif state.uidvalidity != uidvalidity:
                 # UIDs were renumbered: re-scan everything; stored copies are recognised by
                 # their hash, so nothing is duplicated.
@@ -101,6 +128,7 @@ class ImapPoller:
                             self.mailbox, self.cfg.folder, state.uidvalidity, uidvalidity)
                 state.uidvalidity, state.last_uid = uidvalidity, 0
             state.last_fetch_at = utcnow()
+            state.last_error, state.failing_since, state.failures = None, None, 0
             last_uid = state.last_uid
         # O(new mail): ask only for UIDs above the last one processed.  "n:*" always matches
         # the highest UID even when it is below n, hence the filter.
@@ -204,6 +232,22 @@ class ImapPoller:
         while not self.stopping and time.monotonic() < end:
             time.sleep(min(0.2, end - time.monotonic()))
 
+    def record_failure(self, error: str) -> None:
+        """Keep the error on this mailbox's state row, for health and the console."""
+        try:
+            with transaction(self.factory) as session:
+                state = _state(session, self.mailbox, self.cfg.folder)
+                if state is None:
+                    # Never fetched (e.g. the first login fails): UIDVALIDITY 0 means unknown.
+                    state = ImapState(mailbox=self.mailbox, folder=self.cfg.folder,
+                                      uidvalidity=0, last_uid=0, failures=0)
+                    session.add(state)
+                state.last_error = error[:1000]
+                state.failing_since = state.failing_since or utcnow()
+                state.failures = (state.failures or 0) + 1
+        except DATABASE_ERRORS as exc:  # the database is what failed: nowhere to write it
+            log.warning("IMAP %s: could not record the failure: %s", self.mailbox, exc)
+
     def disconnect(self) -> None:
         if self.client is not None:
             try:
@@ -215,7 +259,7 @@ class ImapPoller:
 
     def run_forever(self, on_poll: Callable[[PollResult], None] | None = None) -> None:
         """Poll, IDLE, repeat; reconnect with exponential backoff after any connection error
-        (``IMAP4.abort`` during IDLE included: imapclient issue #519)."""
+        (``IMAP4.abort`` during IDLE included: imapclient issue #519) or database error."""
         delay = 1.0
         while not self.stopping:
             try:
@@ -224,10 +268,11 @@ class ImapPoller:
                     on_poll(result)
                 delay = 1.0
                 self.wait_for_mail()
-            except CONNECTION_ERRORS as exc:
-                log.warning("IMAP %s: %s: %s; reconnecting in %.0f s", self.mailbox,
-                            type(exc).__name__, exc, delay)
+            except RETRIED_ERRORS as exc:
+                error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                log.warning("IMAP %s: %s; reconnecting in %.0f s", self.mailbox, error, delay)
                 self.disconnect()
+                self.record_failure(error)
                 self._sleep(delay)
                 delay = min(delay * 2, float(self.cfg.max_backoff))
         self.disconnect()

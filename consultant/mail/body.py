@@ -4,15 +4,22 @@ Quoted earlier mail must not be read again as a new question (a follow-up quotin
 answer would otherwise re-extract every code we cited), so the cut is conservative: the first
 reply header ("On … wrote:", Outlook's "-----Original Message-----" or a "From:/Sent:" block)
 ends the new text, and ``>`` lines are dropped wherever they are.
+
+A forward is the exception: a coder who forwards a colleague's question and adds little
+("FYI", "see below") means the forwarded text as the question.  When the forwarder's own words
+are fewer than :data:`FORWARDER_WORDS`, the forwarded message is read too: an attached
+``message/rfc822`` part, or the text after an inline "Forwarded message" marker (or, in a
+``Fw:``/``Fwd:`` mail, after Outlook's "From:/Sent:" block), its own quotes removed in turn.
 """
 
 from __future__ import annotations
 
 import re
+from email.message import EmailMessage
 
 import html2text
 
-from consultant.mail.parse import MailView
+from consultant.mail.parse import MAX_HTML_CHARS, MAX_TEXT_CHARS, MailView, safe_content, shorten
 
 _REPLY_HEADERS = [
     re.compile(r"^\s*On\b.{0,300}\bwrote:\s*$", re.IGNORECASE),
@@ -22,9 +29,14 @@ _REPLY_HEADERS = [
     re.compile(r"^\s*-{2,}\s*Forwarded message\s*-{2,}\s*$", re.IGNORECASE),
     re.compile(r"^\s*_{10,}\s*$"),
 ]
+_FORWARD_MARK = re.compile(
+    r"^\s*(-{2,}\s*(forwarded message|message transféré|weitergeleitete nachricht)\s*-{2,}|"
+    r"begin forwarded message:)\s*$", re.IGNORECASE)
+_FORWARD_SUBJECT = re.compile(r"^\s*(fw|fwd|wg|tr)\s*:", re.IGNORECASE)
+_FORWARD_HEADER = re.compile(r"^\s*\**(from|sent|date|to|cc|subject|reply-to)\s*:", re.IGNORECASE)
+FORWARDER_WORDS = 25
 _OUTLOOK_FROM = re.compile(r"^\s*\**From:\**\s.+$", re.IGNORECASE)
 _OUTLOOK_NEXT = re.compile(r"^\s*\**(Sent|Date|To|Subject):\**\s", re.IGNORECASE)
-MAX_TEXT_CHARS = 100_000
 
 
 def html_to_text(html: str) -> str:
@@ -35,7 +47,7 @@ def html_to_text(html: str) -> str:
     converter.ignore_emphasis = True
     converter.ignore_tables = False
     try:
-        return converter.handle(html[:MAX_TEXT_CHARS * 4])
+        return converter.handle(html[:MAX_HTML_CHARS])
     except Exception:  # noqa: BLE001 - broken HTML must not stop the pipeline
         return re.sub(r"<[^>]+>", " ", html)
 
@@ -59,7 +71,42 @@ def strip_quotes(text: str) -> str:
     return "\n".join(kept).strip()
 
 
+def _part_text(text: str, html: str | None) -> str:
+    return shorten(text if text.strip() else (html_to_text(html) if html else ""), MAX_TEXT_CHARS)
+
+
 def new_text(view: MailView) -> str:
     """The sender's own words in plain text, for code extraction and question typing."""
-    text = view.text if view.text.strip() else (html_to_text(view.html) if view.html else "")
-    return strip_quotes(text[:MAX_TEXT_CHARS])
+    text = _part_text(view.text, view.html)
+    own = strip_quotes(text)
+    if len(own.split()) >= FORWARDER_WORDS:
+        return own
+    forwarded = forwarded_text(view, text)
+    return "\n\n".join(p for p in (own, forwarded) if p)
+
+
+def forwarded_text(view: MailView, text: str) -> str:
+    """The forwarded message's own words: an attached message/rfc822, else an inline block."""
+    for part in view.message.walk():
+        if part.get_content_type() != "message/rfc822":
+            continue
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if isinstance(inner, EmailMessage):
+            try:
+                plain = inner.get_body(preferencelist=("plain",))
+                html = inner.get_body(preferencelist=("html",))
+            except Exception:  # noqa: BLE001 - a broken forwarded message reads as nothing
+                return ""
+            return strip_quotes(_part_text(safe_content(plain) if plain is not None else "",
+                                           safe_content(html) if html is not None else None))
+        return ""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    start = next((i + 1 for i, line in enumerate(lines) if _FORWARD_MARK.match(line)), None)
+    if start is None and _FORWARD_SUBJECT.match(view.subject):
+        start = next((i for i, line in enumerate(lines) if _OUTLOOK_FROM.match(line)), None)
+    if start is None:
+        return ""
+    while start < len(lines) and (not lines[start].strip() or _FORWARD_HEADER.match(lines[start])):
+        start += 1  # the forwarded message's header lines
+    return strip_quotes("\n".join(lines[start:]))

@@ -4,28 +4,45 @@ Mail is parsed from bytes with ``email.policy.default`` and never decoded first:
 before parsing corrupts 8-bit bodies and charsets (django-helpdesk's ``unicode_escape``
 repair is the cautionary tale).  Two corpus mails show why the guards below exist:
 a 3 MB endlessly-nested message takes seconds, and a To header of ~8,000 encoded words drives
-the stdlib header parser to ~425 MiB.  So headers are size-checked on the raw bytes before the
-full parse, and any exception in the parser becomes a ``MailParseError`` with a reason that
-the caller records as a quarantine disposition.
+the stdlib header parser to ~425 MiB.  So headers and MIME parts are counted on the raw bytes
+before the full parse (``guards``), and any exception in the parser becomes a
+``MailParseError`` with a reason that the caller records as a quarantine disposition.  Bodies
+longer than the pipeline reads are cut at a line or sentence end, and the view says so
+(``shortened``) so the case can tell the consultant; the stored raw mail stays whole.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email import policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr
 
-MAX_HEADER_BYTES = 64 * 1024
-MAX_SINGLE_HEADER_BYTES = 16 * 1024
-MAX_PARTS = 200
+from consultant.mail.guards import (
+    MAX_HEADER_BYTES,
+    MAX_PARTS,
+    MailParseError,
+    check_header_limits,
+    check_part_limits,
+    repair_headers,
+    split_header_block,
+)
+from consultant.mail.tnef import read_tnef
 
-
-class MailParseError(Exception):
-    """The message cannot be parsed safely; ``str(exc)`` is the quarantine reason."""
+# What the pipeline reads of a body (the raw mail is kept whole).  A real coding question is a
+# few thousand characters; drafting costs ~20 ms of CPU per 1,000 characters of dense code
+# questions (measured by tests/fuzz), so this bounds a mail's processing well under 2 s.
+MAX_TEXT_CHARS = 50_000
+# HTML is converted to text later; markup is several times longer than its text.
+MAX_HTML_CHARS = 4 * MAX_TEXT_CHARS
+MAX_ATTACHMENTS = 50
+__all__ = ["MAX_PARTS", "MailParseError", "MailView", "check_header_limits", "parse_mail",
+           "quick_headers", "raw_sha256", "safe_content", "shorten"]
 
 
 @dataclass
@@ -44,6 +61,10 @@ class MailView:
     html: str | None
     attachments: list[dict[str, object]] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    # What was mended before parsing (see guards.repair_headers), and which bodies were cut:
+    # (content type, characters before, characters kept).
+    repairs: list[str] = field(default_factory=list)
+    shortened: list[tuple[str, int, int]] = field(default_factory=list)
     _headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     def header(self, name: str) -> str:
@@ -57,30 +78,6 @@ class MailView:
 
 def raw_sha256(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
-
-
-def _header_block(raw: bytes) -> bytes:
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        pos = raw.find(sep)
-        if pos != -1:
-            return raw[:pos]
-    return raw
-
-
-def check_header_limits(raw: bytes) -> None:
-    """Reject messages whose header block would make the stdlib parser pathological."""
-    block = _header_block(raw)
-    if len(block) > MAX_HEADER_BYTES:
-        raise MailParseError(f"header block too large ({len(block)} bytes > {MAX_HEADER_BYTES})")
-    current = 0
-    for line in block.splitlines():
-        if line[:1] in (b" ", b"\t"):
-            current += len(line)
-        else:
-            current = len(line)
-        if current > MAX_SINGLE_HEADER_BYTES:
-            name = line.split(b":", 1)[0][:40].decode("ascii", "replace")
-            raise MailParseError(f"header field too large (> {MAX_SINGLE_HEADER_BYTES} bytes): {name}")
 
 
 _MSGID_RE = re.compile(r"<[^<>\s]+>")
@@ -108,7 +105,7 @@ def quick_headers(raw: bytes) -> QuickHeaders:
     so it is cheap and cannot blow up on hostile headers; anything odd simply yields None.
     """
     try:
-        msg = BytesParser(policy=policy.compat32).parsebytes(_header_block(raw)[:MAX_HEADER_BYTES],
+        msg = BytesParser(policy=policy.compat32).parsebytes(split_header_block(raw)[0][:MAX_HEADER_BYTES],
                                                              headersonly=True)
         ids = message_ids_in(str(msg.get("Message-ID", "") or ""))
         _, addr = parseaddr(str(msg.get("From", "") or ""))
@@ -126,7 +123,7 @@ def without_nul(text: str) -> str:
     return text.replace("\x00", "") if "\x00" in text else text
 
 
-def _safe_content(part: Message) -> str:
+def safe_content(part: Message) -> str:
     """Decoded text of a part; unknown or lying charsets fall back instead of raising."""
     return without_nul(_decoded(part))
 
@@ -147,19 +144,54 @@ def _decoded(part: Message) -> str:
         return ""
 
 
+_CTRL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
 def _header_str(msg: EmailMessage, name: str) -> str:
+    """A header's decoded value; '' when absent.
+
+    ``policy.default`` refuses some values outright, e.g. a From display name whose encoded
+    word decodes to CR/LF (``=?utf-8?q?John=0D=0ADoe?=`` raises ValueError).  Such a header is
+    decoded again from its raw value, control characters replaced by spaces, rather than read
+    as empty: that is what made a valid sender look like ``has_no_sender``.
+    """
     try:
         value = msg.get(name)
-    except Exception:  # noqa: BLE001 - a malformed header reads as empty, not a crash
-        return ""
+    except Exception:  # noqa: BLE001 - refused by the structured parser: decode it leniently
+        return _lenient_header(msg, name)
     return "" if value is None else without_nul(str(value))
+
+
+def _lenient_header(msg: EmailMessage, name: str) -> str:
+    raw = next((str(v) for k, v in msg.raw_items() if k.lower() == name.lower()), "")
+    try:
+        decoded = str(make_header(decode_header(_CTRL.sub(" ", raw))))
+    except Exception:  # noqa: BLE001 - undecodable encoded words: keep the raw text
+        decoded = raw
+    return " ".join(_CTRL.sub(" ", decoded).split())
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a line end, else a sentence end, else a
+    space, whichever is found in the last fifth; only then mid-word."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    floor = limit * 4 // 5
+    for cut in (head.rfind("\n"), max(head.rfind(". "), head.rfind("? "), head.rfind("! ")),
+                head.rfind(" ")):
+        if cut >= floor:
+            return head[:cut + 1].rstrip()
+    return head
 
 
 def parse_mail(raw: bytes) -> MailView:
     """Parse raw bytes into a :class:`MailView`; raise :class:`MailParseError` if unsafe."""
     check_header_limits(raw)
+    check_part_limits(raw)
+    repaired, repairs = repair_headers(raw)
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        msg = BytesParser(policy=policy.default).parsebytes(repaired)
         parts = list(msg.walk())
     except Exception as exc:  # noqa: BLE001 - e.g. UnicodeDecodeError on bad ISO-2022-JP
         raise MailParseError(f"unparseable message: {type(exc).__name__}: {exc}") from exc
@@ -173,25 +205,39 @@ def parse_mail(raw: bytes) -> MailView:
         html = msg.get_body(preferencelist=("html",))
     except Exception:  # noqa: BLE001
         plain = html = None
+    shortened: list[tuple[str, int, int]] = []
     if plain is not None:
-        text_body = _safe_content(plain)
+        text_body = safe_content(plain)
+        if len(text_body) > MAX_TEXT_CHARS:
+            full = len(text_body)
+            text_body = shorten(text_body, MAX_TEXT_CHARS)
+            shortened.append(("text/plain", full, len(text_body)))
     if html is not None:
-        html_body = _safe_content(html)
-    attachments: list[dict[str, object]] = []
+        html_body = safe_content(html)
+        if len(html_body) > MAX_HTML_CHARS:
+            full = len(html_body)
+            html_body = shorten(html_body, MAX_HTML_CHARS)
+            shortened.append(("text/html", full, len(html_body)))
+    attachments = list_attachments(parts, {id(plain), id(html)})
     for part in parts:
-        if part.is_multipart() or part in (plain, html):
+        if part.get_content_type() != "application/ms-tnef":
             continue
-        disposition = part.get_content_disposition()
-        if disposition == "attachment" or part.get_filename() or not part.get_content_maintype() == "text":
-            try:
-                payload = part.get_payload(decode=True)
-            except Exception:  # noqa: BLE001
-                payload = None
-            attachments.append({
-                "filename": part.get_filename() or "",
-                "content_type": part.get_content_type(),
-                "size": len(payload) if isinstance(payload, bytes) else 0,
-            })
+        try:
+            data = part.get_payload(decode=True)
+        except Exception:  # noqa: BLE001 - an undecodable part is already listed
+            continue
+        if not isinstance(data, bytes):
+            continue
+        tnef = read_tnef(data)
+        # Outlook "rich text" mail: the body is inside winmail.dat, often nowhere else.
+        if not text_body.strip() and tnef.text.strip():
+            text_body = shorten(tnef.text, MAX_TEXT_CHARS)
+        if html_body is None and tnef.html:
+            html_body = shorten(tnef.html, MAX_HTML_CHARS)
+        attachments.extend(tnef.attachments[:max(0, MAX_ATTACHMENTS - len(attachments))])
+        if tnef.note:
+            attachments.append({"filename": "winmail.dat", "content_type": "application/ms-tnef",
+                                "size": len(data), "note": tnef.note})
 
     from_header = _header_str(msg, "From")
     name, addr = parseaddr(from_header)
@@ -204,8 +250,8 @@ def parse_mail(raw: bytes) -> MailView:
     return MailView(
         message=msg,
         message_id=ids[0] if ids else None,
-        from_addr=addr.lower() if "@" in addr else None,
-        from_name=name,
+        from_addr=addr.lower() if "@" in addr and not _CTRL.search(addr) else None,
+        from_name=" ".join(name.split()),
         to_addrs=to_addrs,
         subject=" ".join(_header_str(msg, "Subject").split()),
         in_reply_to=message_ids_in(_header_str(msg, "In-Reply-To")),
@@ -214,4 +260,33 @@ def parse_mail(raw: bytes) -> MailView:
         html=html_body,
         attachments=attachments,
         defects=[type(d).__name__ for d in msg.defects],
+        repairs=repairs,
+        shortened=shortened,
     )
+
+
+def list_attachments(parts: Sequence[Message], bodies: set[int]) -> list[dict[str, object]]:
+    """Name, type and decoded size of each non-body part, at most :data:`MAX_ATTACHMENTS`.
+
+    Attachments are listed, never opened, rendered or executed here or anywhere downstream.
+    """
+    attachments: list[dict[str, object]] = []
+    for part in parts:
+        if part.is_multipart() or id(part) in bodies:
+            continue
+        try:
+            filename = without_nul(part.get_filename() or "")
+            content_type = part.get_content_type()
+            if not (part.get_content_disposition() == "attachment" or filename or
+                    part.get_content_maintype() != "text"):
+                continue
+            payload = part.get_payload(decode=True)
+        except Exception:  # noqa: BLE001 - an unreadable part is listed without a size
+            filename, content_type, payload = "", "application/octet-stream", None
+        if len(attachments) == MAX_ATTACHMENTS:
+            attachments.append({"filename": "", "content_type": "", "size": 0,
+                                "note": f"more than {MAX_ATTACHMENTS} attachments; the rest not listed"})
+            break
+        attachments.append({"filename": _CTRL.sub(" ", filename)[:255], "content_type": content_type,
+                            "size": len(payload) if isinstance(payload, bytes) else 0})
+    return attachments

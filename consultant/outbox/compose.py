@@ -4,6 +4,10 @@ Headers are never built from unchecked input: the recipient must be a single syn
 valid address, the subject has control characters removed before it goes near a header, and
 every header is set through ``EmailMessage`` with ``policy.default``, which refuses CR/LF in
 values — so a hostile Subject cannot inject headers into our reply.
+
+Loops: everything we send carries ``X-CaseConsultant-Loop: <our address>`` and a signed
+Message-ID (``mail/msgid``).  Intake treats any mail bearing the loop header as machine mail
+(ours come back, or another CaseConsultant's), and recognises the signed ids in bounces.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ import re
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 
+from consultant.mail.msgid import signer_for
+from consultant.mail.rules import LOOP_HEADER
 from consultant.models import utcnow
 from consultant.settings import Settings
 
@@ -49,7 +55,15 @@ def checked_address(addr: str) -> str:
 
 
 def new_message_id(settings: Settings) -> str:
-    return make_msgid(idstring="cc", domain=settings.domain)
+    """A signed Message-ID of ours (see ``mail/msgid``)."""
+    return signer_for(settings).new()
+
+
+def envelope_sender(settings: Settings, approved_by: str | None) -> str:
+    """MAIL FROM for an outbox row: our address for what a consultant approved (its bounces
+    must reach us, to mark the address undeliverable), the null sender for automatic notices
+    (RFC 3834 §3.3: a bounce of an automatic message must not cause more mail)."""
+    return settings.service.address if approved_by else ""
 
 
 def capped_references(references: list[str], in_reply_to: str | None) -> list[str]:
@@ -74,6 +88,9 @@ def build_message(settings: Settings, *, to_addr: str, subject: str, text: str,
     msg["Subject"] = _CTRL.sub(" ", subject)
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = message_id
+    # On everything we send, answers included: a robot that echoes our mail back (or another
+    # CaseConsultant answering us) is recognised by it and never answered (rules.is_loop).
+    msg[LOOP_HEADER] = settings.service.address
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
     refs = capped_references(references, in_reply_to)

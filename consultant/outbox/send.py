@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.selectable import ScalarSelect
+from sqlalchemy.sql.selectable import ScalarSelect, Select
 
 from consultant.db import transaction
 from consultant.models import (
@@ -39,8 +39,10 @@ from consultant.models import (
     AuditEvent,
     Case,
     Outbox,
+    Requester,
     utcnow,
 )
+from consultant.outbox.compose import envelope_sender
 from consultant.outbox.sentcopy import SentFolder
 from consultant.outbox.transport import (
     MaildirTransport,
@@ -67,10 +69,12 @@ class Claimed:
     message_id: str
     to_addr: str
     raw: bytes
+    approved_by: str | None
 
 
 Hook = Callable[[Claimed], None]
-_CLAIMED = (Outbox.id, Outbox.case_id, Outbox.kind, Outbox.message_id, Outbox.to_addr, Outbox.raw)
+_CLAIMED = (Outbox.id, Outbox.case_id, Outbox.kind, Outbox.message_id, Outbox.to_addr, Outbox.raw,
+            Outbox.approved_by)
 
 
 def _owner() -> str:
@@ -99,11 +103,32 @@ def _claim_in(conn: Connection, outbox_id: int | None) -> Claimed | None:
     # The status test in the UPDATE itself makes the claim atomic: of two senders claiming one
     # row, the second waits for the first's row lock, re-reads the row and claims nothing.
     row = conn.execute(
-        update(Outbox).where(Outbox.id == target, _due(now))
+        update(Outbox).where(Outbox.id == target, _due(now), Outbox.to_addr.not_in(_undeliverable()))
         .values(status=OUT_SENDING, attempts=Outbox.attempts + 1, sending_started_at=now,
                 claimed_by=_owner())
         .returning(*_CLAIMED)).first()
     return Claimed(*row) if row is not None else None
+
+
+def _undeliverable() -> Select[str]:
+    return select(Requester.email).where(Requester.undeliverable_at.is_not(None))
+
+
+def _hold_undeliverable(session: Session) -> None:
+    """Pending rows to an address a hard bounce marked undeliverable go to ``needs_check``
+    instead of out (and are never claimed): nothing more is sent there until a human clears
+    the mark."""
+    held = session.connection().execute(
+        update(Outbox).where(Outbox.status == OUT_PENDING, Outbox.to_addr.in_(_undeliverable()))
+        .values(status=OUT_NEEDS_CHECK,
+                last_error="not sent: the address is marked undeliverable (`requesters show "
+                           "ADDRESS`); after `requesters clear-undeliverable ADDRESS`, "
+                           "`outbox resolve ID --resend`")
+        .returning(Outbox.id, Outbox.case_id, Outbox.to_addr)).all()
+    for outbox_id, case_id, to_addr in held:
+        # Through the session, so the audit chain seals it at commit (as _record_sent_in).
+        session.add(AuditEvent(case_id=case_id, actor="system", action="needs_check",
+                               detail={"outbox_id": outbox_id, "why": f"{to_addr} is marked undeliverable"}))
 
 
 def _record_sent_in(session: Session, outbox_id: int, how: str) -> None:
@@ -162,6 +187,7 @@ def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Tr
     # round trip each), used through one session so the audit chain sees every commit.
     with _engine(factory).connect() as conn, factory(bind=conn) as session:
         with session.begin():
+            _hold_undeliverable(session)
             current = _claim_in(session.connection(), first_id)
             if current is None and first_id is not None:
                 status = session.connection().execute(
@@ -173,7 +199,8 @@ def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Tr
                 current = _claim_in(session.connection(), None) if more() else None
         while current is not None:
             try:
-                transport.send(current.raw, settings.service.address, current.to_addr)
+                transport.send(current.raw, envelope_sender(settings, current.approved_by),
+                               current.to_addr)
             except TemporaryFailure as exc:
                 results[current.id] = _record_failure(factory, settings, current.id, str(exc),
                                                        permanent=False)

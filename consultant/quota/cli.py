@@ -62,23 +62,40 @@ def cmd_list(args: argparse.Namespace, settings: Settings, factory: sessionmaker
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings, factory: sessionmaker[Session]) -> int:
+    from consultant.outbox.bounces import undeliverable_json
     from consultant.quota.admin import QuotaAdminError, find_requester, requester_json
 
     with factory() as session:
         try:
-            data = requester_json(session, settings, find_requester(session, args.email),
-                                  entries=args.entries)
+            requester = find_requester(session, args.email)
+            data = requester_json(session, settings, requester, entries=args.entries)
         except QuotaAdminError as exc:
             raise CliError(str(exc)) from exc
+        data["undeliverable"] = undeliverable_json(requester)
     if args.json:
         _print_json(data)
         return 0
     print(f"{data['email']}: {_balance_line(data)}")
+    if data["undeliverable"]:
+        print(f"  UNDELIVERABLE since {data['undeliverable']['since'][:19]}: "
+              f"{data['undeliverable']['reason']}; nothing is sent to this address until "
+              f"`requesters clear-undeliverable {data['email']}`")
     for e in data["ledger"]:
         link = f" case {e['case_id']}" if e["case_id"] else ""
         link += f" outbox {e['outbox_id']}" if e["outbox_id"] else ""
         print(f"  {e['at'][:19]}  {e['kind']:<7} {e['delta']:+4d} {e['bucket']:<8} "
               f"by {e['who']}: {e['why']}{link}")
+    return 0
+
+
+def cmd_clear_undeliverable(args: argparse.Namespace, settings: Settings,
+                            factory: sessionmaker[Session]) -> int:
+    from consultant.outbox.bounces import clear_undeliverable
+
+    if not clear_undeliverable(factory, args.email, by=args.by):
+        raise CliError(f"{args.email!r} is not marked undeliverable")
+    print(f"{args.email.lower()}: mail allowed again (answers held meanwhile: `outbox list "
+          "--status needs_check`, then `outbox resolve ID --resend`)")
     return 0
 
 
@@ -190,6 +207,10 @@ def register(sub: Any) -> None:
     p.add_argument("email")
     p.add_argument("--entries", type=int, default=50, help="ledger entries to show (newest first)")
     p.add_argument("--json", action="store_true")
+    p = add(req, "clear-undeliverable", cmd_clear_undeliverable,
+            "allow mail again to an address that a hard bounce marked undeliverable")
+    p.add_argument("email")
+    p.add_argument("--by", default="cli")
     p = add(req, "grant", cmd_grant, "grant answers (or a top-up pack) to the balance an address "
                                      "spends (its organisation's, if it has one)")
     p.add_argument("email")

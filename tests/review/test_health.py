@@ -66,3 +66,34 @@ def test_the_embedded_sqlite_broker_is_checked_too(console, tmp_path):
     console.settings.broker.url = f"sqla+sqlite:///{tmp_path / 'missing-dir' / 'broker.sqlite'}"
     response = console.client().get("/healthz")
     assert response.status_code == 503 and response.json()["failing"] == ["broker"]
+
+
+def test_a_mailbox_not_fetched_for_alert_after_minutes_fails_health(console):
+    from datetime import timedelta
+
+    from consultant.models import ImapState, utcnow
+
+    console.settings.broker.url = "memory://"
+    console.settings.imap.alert_after_minutes = 30
+    console.settings.imap.mailboxes = [
+        {"host": "imap.clinic.test", "username": "fresh"},
+        {"host": "imap.clinic.test", "username": "stuck"},
+        {"host": "imap.clinic.test", "username": "new"}]
+    with console.factory() as s, s.begin():
+        s.add(ImapState(mailbox="fresh@imap.clinic.test", folder="INBOX", uidvalidity=1,
+                        last_fetch_at=utcnow()))
+        s.add(ImapState(mailbox="stuck@imap.clinic.test", folder="INBOX", uidvalidity=0,
+                        failing_since=utcnow() - timedelta(minutes=45), failures=12,
+                        last_error="LoginError: [AUTHENTICATIONFAILED] Authentication failed."))
+    response = console.client().get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failing"] == ["mailboxes"]
+    assert body["mailboxes"] == {"fresh@imap.clinic.test/INBOX": "ok",
+                                 "stuck@imap.clinic.test/INBOX": "stale",
+                                 "new@imap.clinic.test/INBOX": "unknown"}
+    assert "AUTHENTICATIONFAILED" in body["checks"]["mailboxes"]
+    lines = console.client().get("/metrics").text.splitlines()
+    assert 'caseconsultant_imap_mailbox_stale{mailbox="stuck@imap.clinic.test",folder="INBOX"} 1' in lines
+    assert 'caseconsultant_imap_mailbox_stale{mailbox="fresh@imap.clinic.test",folder="INBOX"} 0' in lines
+    assert 'caseconsultant_imap_consecutive_failures{mailbox="stuck@imap.clinic.test",folder="INBOX"} 12' in lines

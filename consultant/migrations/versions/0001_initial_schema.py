@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 09:38:03.922431
+Create Date: 2026-12-01 10:07:45.534738
 """
 from alembic import op
 import sqlalchemy as sa
@@ -100,6 +100,9 @@ def upgrade() -> None:
     sa.Column('uidvalidity', sa.Integer(), nullable=False),
     sa.Column('last_uid', sa.Integer(), nullable=False),
     sa.Column('last_fetch_at', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('failing_since', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.Column('failures', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('mailbox', 'folder')
     )
@@ -121,6 +124,8 @@ def upgrade() -> None:
     sa.Column('plan_since', consultant.models.TZDateTime(timezone=True), nullable=False),
     sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
     sa.Column('last_notice_at', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.Column('undeliverable_at', consultant.models.TZDateTime(timezone=True), nullable=True),
+    sa.Column('undeliverable_reason', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email')
     )

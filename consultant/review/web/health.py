@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from consultant.intake.health import MailboxHealth, mailbox_health
 from consultant.models import (
     CASE_STATUSES,
     DISPOSITIONS,
@@ -76,13 +77,26 @@ def check_broker(settings: Settings, timeout: float = 3.0) -> str | None:
         return type(exc).__name__
 
 
+def check_mailboxes(factory: Any, settings: Settings) -> list[MailboxHealth]:
+    with factory() as session:
+        return mailbox_health(session, settings.imap)
+
+
 @router.get("/healthz")
 def healthz(request: Request) -> Response:
     console = console_of(request)
     checks = {"database": check_database(console.factory), "broker": check_broker(console.settings)}
+    mailboxes = check_mailboxes(console.factory, console.settings) if checks["database"] is None else []
+    stale = [m for m in mailboxes if m.status == "stale"]
+    if stale:
+        checks["mailboxes"] = "not fetched for [imap] alert_after_minutes: " + ", ".join(
+            f"{m.mailbox}/{m.folder}" + (f" ({m.last_error})" if m.last_error else "") for m in stale)
     failing = [name for name, err in checks.items() if err]
     body: dict[str, Any] = {"status": "ok" if not failing else "unavailable",
             "checks": {name: ("ok" if err is None else f"failed: {err}") for name, err in checks.items()}}
+    if mailboxes:
+        # Mailbox labels and folders only: no credentials, no server URLs (unauthenticated route).
+        body["mailboxes"] = {f"{m.mailbox}/{m.folder}": m.status for m in mailboxes}
     if failing:
         body["failing"] = failing
     return JSONResponse(body, status_code=200 if not failing else 503)
@@ -99,7 +113,7 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-def exposition(session: Session) -> str:
+def exposition(session: Session, settings: Settings) -> str:
     """All metrics as Prometheus text (format 0.0.4), computed from the database."""
     lines: list[str] = []
 
@@ -134,6 +148,14 @@ def exposition(session: Session) -> str:
            "Unix time of the last successful IMAP fetch, per mailbox and folder.",
            [({"mailbox": m, "folder": f}, at.timestamp()) for m, f, at in fetches if at is not None])
 
+    mailboxes = mailbox_health(session, settings.imap)
+    metric("caseconsultant_imap_mailbox_stale", "gauge",
+           "1 when a configured mailbox has not fetched for [imap] alert_after_minutes, else 0.",
+           [({"mailbox": m.mailbox, "folder": m.folder}, int(m.status == "stale")) for m in mailboxes])
+    metric("caseconsultant_imap_consecutive_failures", "gauge",
+           "Failed connection or fetch attempts in a row, per mailbox (0 after a good fetch).",
+           [({"mailbox": m.mailbox, "folder": m.folder}, m.failures) for m in mailboxes])
+
     failed = session.execute(select(func.count(Outbox.id)).where(Outbox.status == OUT_FAILED)).scalar_one()
     retried = session.execute(select(func.coalesce(func.sum(Outbox.attempts - 1), 0))
                               .where(Outbox.attempts > 1)).scalar_one()
@@ -159,5 +181,5 @@ def exposition(session: Session) -> str:
 def metrics(request: Request) -> Response:
     console = console_of(request)
     with console.factory() as session:
-        body = exposition(session)
+        body = exposition(session, console.settings)
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4; charset=utf-8")
