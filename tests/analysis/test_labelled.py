@@ -41,16 +41,21 @@ def product_findings(result: Analysis) -> set[str]:
             if f["kind"] != "release_missing"}
 
 
-def stated_numbers(result: Analysis) -> dict[str, Any]:
-    """The numbers the draft states, keyed as the grader keys them (first statement wins)."""
-    out: dict[str, Any] = {}
-    for d in result.other_pairs:
+def _state_ptp(out: dict[str, Any], decisions: list[Any]) -> None:
+    """A pair's indicator under col1|col2, or "none" under the sorted pair."""
+    for d in decisions:
         p = d.pair
         if p.modifier_indicator is not None:
             out.setdefault(f"ptp:{p.column_1}|{p.column_2}", [p.modifier_indicator])
         else:
             a, b = sorted((p.a, p.b))
             out.setdefault(f"ptp:{a}|{b}", "none")
+
+
+def stated_numbers(result: Analysis) -> dict[str, Any]:
+    """The numbers the draft states, keyed as the grader keys them (first statement wins)."""
+    out: dict[str, Any] = {}
+    _state_ptp(out, result.other_pairs)
     for d in result.other_mue:
         if d.mue is not None:
             out.setdefault(f"mue:{d.code}", [d.mue.value, d.mue.mai])
@@ -67,13 +72,7 @@ def stated_numbers(result: Analysis) -> dict[str, Any]:
         for d in part.mue:
             if d.mue is not None:
                 out.setdefault(f"mue:{d.code}", [d.mue.value, d.mue.mai])
-        for d in part.ptp:
-            p = d.pair
-            if p.modifier_indicator is not None:
-                out.setdefault(f"ptp:{p.column_1}|{p.column_2}", [p.modifier_indicator])
-            else:
-                a, b = sorted((p.a, p.b))
-                out.setdefault(f"ptp:{a}|{b}", "none")
+        _state_ptp(out, part.ptp)
         for a in part.addons:
             out.setdefault(f"addon_primaries:{a.code}", sorted(a.primaries))
         for f in part.icd:
