@@ -17,7 +17,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, event, select, text, update
+from sqlalchemy import Table, bindparam, event, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.models import AuditEvent
@@ -49,6 +49,11 @@ def _note_new_events(session: Session, _context: Any) -> None:
 
 
 def _seal(session: Session) -> None:
+    # before_commit also fires when a savepoint is released: sealing there would take the
+    # chain's lock and read its head twice per transaction.  The events stay pending (and
+    # unsealed rows are found again below) until the outermost commit.
+    if session.in_nested_transaction():
+        return
     session.flush()  # before_commit runs before commit's own final flush
     if not session.info.pop(_PENDING, False):
         return
@@ -62,13 +67,20 @@ def _seal(session: Session) -> None:
         anchor = pruned_anchor(conn)
         if anchor is not None:
             seq, prev = anchor
+    # Hashed from the rows as stored (not the objects in memory), so the digest is over exactly
+    # what verify reads back: JSON and timestamps as the database returns them.
     rows = conn.execute(select(_TABLE).where(_TABLE.c.seq.is_(None)).order_by(_TABLE.c.id)).all()
+    sealed = []
     for row in rows:
         seq += 1
         own = digest(seq, prev, row.case_id, row.actor, row.action, row.detail, row.at)
-        conn.execute(update(_TABLE).where(_TABLE.c.id == row.id)
-                     .values(seq=seq, prev_hash=prev, hash=own))
+        sealed.append({"row_id": row.id, "new_seq": seq, "new_prev": prev, "new_hash": own})
         prev = own
+    if sealed:
+        # One executemany for the transaction's events (psycopg pipelines it: one round trip).
+        conn.execute(update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
+                     .values(seq=bindparam("new_seq"), prev_hash=bindparam("new_prev"),
+                             hash=bindparam("new_hash")), sealed)
 
 
 def pruned_anchor(conn: Any) -> tuple[int, str] | None:
