@@ -17,7 +17,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event, select, text, update
+from sqlalchemy import Table, bindparam, event, func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.models import AuditEvent
@@ -60,16 +60,19 @@ def _seal(session: Session) -> None:
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-    last = conn.execute(select(_TABLE.c.seq, _TABLE.c.hash).where(_TABLE.c.seq.is_not(None))
-                        .order_by(_TABLE.c.seq.desc()).limit(1)).first()
+    # The chain's head and the unsealed rows in one statement (after the lock, so it reads
+    # every chain commit made before ours).  Hashed from the rows as stored, not the objects in
+    # memory, so the digest is over exactly what verify reads back.
+    head_seq = select(func.max(_TABLE.c.seq)).scalar_subquery()
+    found = conn.execute(select(_TABLE).where(or_(_TABLE.c.seq.is_(None), _TABLE.c.seq == head_seq))
+                         .order_by(_TABLE.c.id)).all()
+    last = next((r for r in found if r.seq is not None), None)
+    rows = [r for r in found if r.seq is None]
     seq, prev = (int(last.seq), str(last.hash)) if last is not None else (0, GENESIS)
     if last is None:
         anchor = pruned_anchor(conn)
         if anchor is not None:
             seq, prev = anchor
-    # Hashed from the rows as stored (not the objects in memory), so the digest is over exactly
-    # what verify reads back: JSON and timestamps as the database returns them.
-    rows = conn.execute(select(_TABLE).where(_TABLE.c.seq.is_(None)).order_by(_TABLE.c.id)).all()
     sealed = []
     for row in rows:
         seq += 1
