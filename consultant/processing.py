@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import case, func, inspect, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
@@ -333,15 +334,18 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
         session.add(AuditEvent(case_id=case.id, actor="system", action="redacted",
                                detail=question.redaction.as_json()))
     try:
-        # A savepoint: a drafting bug must not lose the case (or the mail) with it.
-        with session.begin_nested():
-            result = make_draft(session, settings, question=question.text, subject=case.subject,
-                                requester_name=case.requester.name,
-                                redaction=question.redaction)
+        # Drafting only reads, so a bug in it must not lose the case: the consultant gets a
+        # manual draft.  No savepoint (two more round trips per mail) is needed for that; a
+        # database error is different, as it leaves the transaction unusable on PostgreSQL:
+        # it propagates, nothing is committed, and the task retries the mail (workers.tasks),
+        # quarantining it with the error once its retries are spent.
+        result = make_draft(session, settings, question=question.text, subject=case.subject,
+                            requester_name=case.requester.name, redaction=question.redaction)
+    except DBAPIError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the consultant writes this one by hand
         log.exception("automatic drafting failed for case %s", case.id)
         result = _fallback_draft(exc)
-    # Set after the savepoint (whose start flushes): the case row is written once, below.
     case.redaction = question.redaction.as_json()
     version = _next_version(session, case)
     session.add(Draft(case=case, version=version, template=result.template,
