@@ -271,7 +271,6 @@ class ConsoleSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     secret_key: str = ""
-    turnaround_hours: float = 4.0
     secure_cookies: bool = False
     # Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed (passed to
     # uvicorn's forwarded_allow_ips).  Empty: believe nobody, so a client cannot pick its own
@@ -279,6 +278,34 @@ class ConsoleSettings:
     trusted_proxies: list[str] = field(default_factory=list)
     # Only the consultant a case is assigned to may approve it (unassigned cases: anyone).
     only_assignee_approves: bool = False
+
+
+@dataclass
+class SlaSettings:
+    """Turnaround targets: hours from a case's arrival to its answer, per plan (the plan names
+    of ``[quota]``: guest, registered and those of ``[quota.plans]``); others get default_hours."""
+
+    default_hours: float = 4.0
+    plans: dict[str, Any] = field(default_factory=dict)
+    # A case is "due soon" in the last this fraction of its target (0.25: the last hour of 4).
+    due_soon_fraction: float = 0.25
+
+    def hours_for(self, plan: str) -> float:
+        return float(self.plans.get(plan, self.default_hours))
+
+    def check(self, quota: QuotaSettings) -> None:
+        """A target for a plan that does not exist is a typo that would silently never apply."""
+        known = {"guest", "registered", *quota.plans}
+        for name, hours in self.plans.items():
+            if name not in known:
+                raise ConfigError(f"[sla] plans: unknown plan {name!r} (known: "
+                                  f"{', '.join(sorted(known))})")
+            if isinstance(hours, bool) or not isinstance(hours, int | float) or hours <= 0:
+                raise ConfigError(f"[sla] plans {name}: expected a number of hours > 0, got {hours!r}")
+        if self.default_hours <= 0:
+            raise ConfigError("[sla] default_hours: must be > 0")
+        if not 0 <= self.due_soon_fraction < 1:
+            raise ConfigError("[sla] due_soon_fraction: must be at least 0 and below 1")
 
 
 @dataclass
@@ -323,6 +350,7 @@ class Settings:
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     authenticity: AuthenticitySettings = field(default_factory=AuthenticitySettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    sla: SlaSettings = field(default_factory=SlaSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     workers: WorkersSettings = field(default_factory=WorkersSettings)
     codes: dict[str, Any] = field(default_factory=dict)
@@ -406,6 +434,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             raise ConfigError(f"{name}: unknown section {section!r}")
     _resolve_relative_sqlite(settings, chosen)
     settings.quota.check()
+    settings.sla.check(settings.quota)
     settings.authenticity.check()
     settings.imap.all_mailboxes(dict(env))  # a mistake in [[imap.mailboxes]] fails at start-up
     return settings
