@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -311,7 +312,6 @@ class ConsoleSettings(Section):
     host: str = "127.0.0.1"
     port: int = 8080
     secret_key: SecretStr = SecretStr("")
-    turnaround_hours: float = 4.0
     secure_cookies: bool = False
     # Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed (passed to
     # uvicorn's forwarded_allow_ips).  Empty: believe nobody, so a client cannot pick its own
@@ -321,6 +321,36 @@ class ConsoleSettings(Section):
     only_assignee_approves: bool = False
 
     _split = field_validator("trusted_proxies", mode="before")(_comma_list)
+
+
+def _hours(value: Any) -> Any:
+    if isinstance(value, bool):  # `guest = true` is not a number of hours
+        raise ValueError("expected a number of hours > 0")
+    return value
+
+
+Hours = Annotated[float, Field(gt=0), BeforeValidator(_hours)]
+
+
+class SlaSettings(Section):
+    """Turnaround targets: hours from a case's arrival to its answer, per plan (the plan names
+    of ``[quota]``: guest, registered and those of ``[quota.plans]``); others get default_hours."""
+
+    default_hours: Hours = 4.0
+    plans: dict[str, Hours] = Field(default_factory=dict)
+    # A case is "due soon" in the last this fraction of its target (0.25: the last hour of 4).
+    due_soon_fraction: float = Field(default=0.25, ge=0, lt=1)
+
+    def hours_for(self, plan: str) -> float:
+        return float(self.plans.get(plan, self.default_hours))
+
+    def check(self, quota: QuotaSettings) -> None:
+        """A target for a plan that does not exist is a typo that would silently never apply
+        (not a validator: it reads another section)."""
+        known = {"guest", "registered", *quota.plans}
+        for name in self.plans:
+            if name not in known:
+                raise ConfigError(f"sla.plans: unknown plan {name!r} (known: {', '.join(sorted(known))})")
 
 
 class PrivacySettings(Section):
@@ -368,6 +398,7 @@ class Settings(BaseSettings):
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     authenticity: AuthenticitySettings = Field(default_factory=AuthenticitySettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     workers: WorkersSettings = Field(default_factory=WorkersSettings)
     # Code-data download locations (consultant.codes.update), free-form.
@@ -490,6 +521,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     except ValidationError as exc:
         raise ConfigError(describe(exc, env_values=env_values, file=str(chosen))) from None
     settings._source = str(chosen)
+    settings.sla.check(settings.quota)
     settings.authenticity.check()
     settings.imap.all_mailboxes(env)  # a mistake in [[imap.mailboxes]] fails at start-up
     _make_sqlite_folders(settings)

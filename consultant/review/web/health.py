@@ -26,6 +26,7 @@ from consultant.models import (
     InboundMail,
     Outbox,
 )
+from consultant.review import latency, sla
 from consultant.review.web.app import console_of
 from consultant.settings import Settings
 
@@ -166,14 +167,16 @@ def exposition(session: Session, settings: Settings) -> str:
     metric("caseconsultant_outbox_messages", "gauge", "Outbox messages by status.",
            [({"status": s}, int(n)) for s, n in sorted(by_out.items())])
 
-    rows = session.execute(select(Case.created_at, Case.drafted_at).where(Case.drafted_at.is_not(None))
-                           .order_by(Case.id.desc()).limit(LATENCY_SAMPLE)).all()
-    latencies = sorted(max(0.0, (d - c).total_seconds()) for c, d in rows if d is not None)
+    latencies = latency.draft_latencies(session, LATENCY_SAMPLE)
     samples: list[tuple[dict[str, str], float]] = [
         ({"quantile": str(q)}, _quantile(latencies, q)) for q in LATENCY_QUANTILES]
     samples += [({"__suffix": "sum"}, sum(latencies)), ({"__suffix": "count"}, len(latencies))]
     metric("caseconsultant_draft_latency_seconds", "summary",
-           f"Seconds from a case's creation to its draft (the latest {LATENCY_SAMPLE} cases).", samples)
+           f"Seconds from a mail's arrival to its case's first draft, cases held for quota or "
+           f"sender confirmation left out (the latest {LATENCY_SAMPLE}).", samples)
+    metric("caseconsultant_sla_overdue_cases", "gauge",
+           "Open cases past their [sla] turnaround target (waiting on a consultant).",
+           [({}, sla.overdue_count(session, settings))])
     return "\n".join(lines) + "\n"
 
 

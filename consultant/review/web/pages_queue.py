@@ -1,4 +1,4 @@
-"""The review queue: open cases, oldest first, against the turnaround target."""
+"""The review queue: open cases with filters, sorts and pages, against their SLA targets."""
 
 from __future__ import annotations
 
@@ -17,17 +17,16 @@ async def root(request: Request) -> Response:
 
 
 @router.get("/queue")
-def queue_page(request: Request, status: str = "open", q: str = "") -> Response:
+def queue_page(request: Request) -> Response:
     console = console_of(request)
     user = console.require_user(request)
-    if status not in queries.STATUS_FILTERS:
-        status = "open"
-    q = q[:200]
+    view = queries.QueueView.parse(request.query_params)
     with console.factory() as session:
-        rows = queries.queue(session, console.settings, status=status, q=q)
+        rows, total = queries.queue(session, console.settings, view, user.email)
         counts = queries.status_counts(session)
+        pages = max(1, -(-total // queries.PAGE_SIZE))
         return console.render(request, "queue.html", {
-            "user": user, "rows": rows, "status": status, "q": q, "counts": counts,
-            "filters": queries.STATUS_FILTERS, "open_total": sum(counts[s] for s in queries.OPEN),
-            "turnaround": console.settings.console.turnaround_hours,
-            "limit": queries.QUEUE_LIMIT})
+            "user": user, "rows": rows, "view": view, "total": total, "pages": pages,
+            "counts": counts, "statuses": queries.STATUS_FILTERS, "filters": queries.FILTERS,
+            "sorts": queries.SORTS, "open_total": sum(counts[s] for s in queries.OPEN),
+            "limit": queries.QUEUE_LIMIT, "page_size": queries.PAGE_SIZE})
