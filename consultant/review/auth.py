@@ -282,8 +282,8 @@ def csrf_ok(secret: str, bound_to: str, presented: str | None) -> bool:
 
 def secret_key(console: ConsoleSettings) -> str:
     """The configured signing key, or a random one for this process (with a warning)."""
-    if console.secret_key:
-        return console.secret_key
+    if console.secret_key.get_secret_value():
+        return console.secret_key.get_secret_value()
     log.warning("console.secret_key is not set (CASECONSULTANT_CONSOLE__SECRET_KEY): using a random "
                 "key for this process; sessions will not survive a restart and several console "
                 "processes will not share logins")
