@@ -384,6 +384,12 @@ class WorkersSettings(Section):
         return int(value)
 
 
+class LoggingSettings(Section):
+    # "text": one readable line per record; "json": one JSON object per line (time, level,
+    # logger, message, process, thread, exc_info), for log shippers.  Always on stderr.
+    format: Literal["text", "json"] = "text"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False,
@@ -401,6 +407,7 @@ class Settings(BaseSettings):
     sla: SlaSettings = Field(default_factory=SlaSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     workers: WorkersSettings = Field(default_factory=WorkersSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
     # Code-data download locations (consultant.codes.update), free-form.
     codes: dict[str, Any] = Field(default_factory=dict)
     # The file these settings were loaded from (worker child processes are given it).

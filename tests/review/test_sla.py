@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
 from consultant.models import Case, Draft, InboundMail, Requester, utcnow
@@ -17,9 +18,11 @@ from consultant.settings import ConfigError, load_settings
 from tests.review.conftest import CONSULTANT, backdate
 
 
-def metric(text: str, name: str) -> str:
-    [line] = [line for line in text.splitlines() if line.startswith(name + " ")]
-    return line.split(" ", 1)[1]
+def metric(text: str, name: str) -> float:
+    """The one unlabelled sample ``name`` of a /metrics answer (prometheus_client's parser)."""
+    [value] = [sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples if sample.name == name and not sample.labels]
+    return value
 
 
 def test_due_times_follow_the_plan_and_the_breach_list_shows_them(console):
@@ -55,10 +58,10 @@ def test_waiting_on_the_requester_stops_the_clock_and_the_gauge_counts_open_late
     other = console.case(sender="b@clinic.test", subject="Still ours")
     for case_id in (asked, other):
         backdate(console.factory, case_id, 10)  # the default target is 4 h
-    assert metric(console.client().get("/metrics").text, "caseconsultant_sla_overdue_cases") == "2"
+    assert metric(console.client().get("/metrics").text, "caseconsultant_sla_overdue_cases") == 2
     actions.request_info(console.factory, console.settings, asked,
                          text="Which date of service?", by=CONSULTANT)
-    assert metric(console.client().get("/metrics").text, "caseconsultant_sla_overdue_cases") == "1"
+    assert metric(console.client().get("/metrics").text, "caseconsultant_sla_overdue_cases") == 1
     # The reply brings the case back with a fresh clock from its new draft.
     console.case(sender="a@clinic.test", subject=f"Re: [CC-{asked}] Asked a question back",
                  body="DOS 2026-05-01.")
@@ -111,5 +114,5 @@ def test_draft_latency_runs_from_arrival_to_the_first_draft_without_waits(consol
     assert len(values) == 2  # quick and the held requester's first case
     assert 90 <= values[-1] < 120 and values[0] < 60
     body = console.client().get("/metrics").text
-    assert metric(body, "caseconsultant_draft_latency_seconds_count") == "2"
-    assert 90 <= float(metric(body, "caseconsultant_draft_latency_seconds_sum")) < 180
+    assert metric(body, "caseconsultant_draft_latency_seconds_count") == 2
+    assert 90 <= metric(body, "caseconsultant_draft_latency_seconds_sum") < 180
