@@ -308,13 +308,14 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None,
         pages_admin,
         pages_auth,
         pages_case,
+        pages_macros,
         pages_quarantine,
         pages_queue,
         pages_sla,
     )
 
-    for module in (pages_auth, pages_queue, pages_case, pages_sla, pages_quarantine, pages_admin,
-                   health):
+    for module in (pages_auth, pages_queue, pages_case, pages_sla, pages_macros, pages_quarantine,
+                   pages_admin, health):
         app.include_router(module.router)
     app.mount("/api/v1", api.create_api(console))
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

@@ -21,7 +21,7 @@ from consultant.drafting import notes
 from consultant.mail.rules import CHAIN
 from consultant.models import Case
 from consultant.privacy.redact import Summary
-from consultant.review import actions, presence, sla
+from consultant.review import actions, macros, presence, sla
 from consultant.review.models import CaseNote, ConsultantUser
 from consultant.review.web import mailview, queries
 from consultant.review.web.app import Console, console_of, posted
@@ -81,6 +81,13 @@ def diff_lines(theirs: str, yours: str, their_label: str) -> list[tuple[str, str
     return out
 
 
+def _filled(text: str, variables: dict[str, object]) -> str:
+    try:
+        return macros.render(text, variables)
+    except macros.MacroError as exc:  # saved before a change to the variables: say so, in place
+        return f"[Consultant: this macro could not be filled in: {exc}]"
+
+
 def render_case(console: Console, request: Request, user: ConsultantUser, case_id: int,
                 view: queries.QueueView, *, editor_text: str | None = None,
                 stale: actions.StaleDraft | None = None, status_code: int = 200) -> Response:
@@ -92,6 +99,8 @@ def render_case(console: Console, request: Request, user: ConsultantUser, case_i
         data = case_json(session, console.settings, case)
         codes = [str(c["code"]) for c in data["codes"] if c.get("code")]
         draft = data["draft"]
+        fill = macros.variables_for(case, user, plan=str(data["plan"]),
+                                    answers_left=int(data["answers_remaining"]), codes=codes)
         return console.render(request, "case.html", {
             "user": user, "case": case, "data": data, "thread": mailview.thread(case),
             "flags": queries.case_flags(case), "audit": queries.audit_for(session, case.id),
@@ -104,6 +113,7 @@ def render_case(console: Console, request: Request, user: ConsultantUser, case_i
             "neighbours": queries.neighbours_in(session, order, case.id),
             "view": view, "queue_query": view.query(), "sorts": queries.SORTS,
             "due": sla.dues_for(session, console.settings, [case.id]).get(case.id),
+            "macros": [(m, _filled(m.text, fill)) for m in macros.of_team(session, user.team)],
             "viewers": presence.others(session, case.id, user.email),
             "notes": notes.notes_for(session, codes, internal=True)[:20] if codes else [],
             "note_subject": "+".join(codes[:2]),
