@@ -201,7 +201,7 @@ class SmtpOutSettings(Section):
     # A backlog is sent in groups of this many answers per commit (consultant.outbox.send): a
     # sender killed mid-group leaves the group to reconcile against the Sent copy, or to a
     # human as needs_check (1: one answer per commit, the smallest such window).
-    send_group: int = 10
+    send_group: int = Field(default=10, ge=1)
 
 
 PLAN_KINDS = ("lifetime", "monthly", "topup")

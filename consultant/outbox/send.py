@@ -200,7 +200,7 @@ def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Tr
     keep their attempts for their own retries.
     """
     deadline = time.monotonic() + seconds if seconds is not None else None
-    group = max(1, settings.smtp_out.send_group)
+    group = settings.smtp_out.send_group
     results: dict[int, str] = {}
 
     def claim_more(conn: Connection, claimed: int = 0) -> list[Claimed]:
