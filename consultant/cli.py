@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant import __version__
+from consultant.logs import setup_logging
 from consultant.settings import ConfigError, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings, sessionmaker[Session]], int]
@@ -327,11 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     long_running = args.command in ("run", "poll", "smtpd", "worker", "console")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else
-                        (logging.INFO if long_running else logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.DEBUG if args.verbose else (logging.INFO if long_running else logging.WARNING)
+    # Text until the settings say otherwise (their own errors are printed, not logged).
+    setup_logging("text", level)
+    log_format = "text"
     try:
         settings = load_settings(args.config)
+        log_format = settings.logging.format
+        setup_logging(log_format, level)
         from consultant.db import make_engine, make_session_factory
         from consultant.privacy.crypto import load_keys
 
@@ -348,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         return status
     except (CliError, ConfigError) as exc:
-        print(f"caseconsultant: error: {exc}", file=sys.stderr)
+        _error(str(exc), log_format)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -358,12 +362,19 @@ def main(argv: list[str] | None = None) -> int:
         from consultant.review.actions import ActionError
 
         if isinstance(exc, ActionError):
-            print(f"caseconsultant: error: {exc}", file=sys.stderr)
+            _error(str(exc), log_format)
             return 1
         logging.getLogger("caseconsultant").debug("unexpected error", exc_info=True)
-        print(f"caseconsultant: error: {type(exc).__name__}: {exc} (run with -v for details)",
-              file=sys.stderr)
+        _error(f"{type(exc).__name__}: {exc} (run with -v for details)", log_format)
         return 2
+
+
+def _error(message: str, log_format: str) -> None:
+    """The one error line on stderr: a JSON record when logs are JSON (one record a line)."""
+    if log_format == "json":
+        logging.getLogger("caseconsultant").error(message)
+    else:
+        print(f"caseconsultant: error: {message}", file=sys.stderr)
 
 
 def _quiet_broken_pipe() -> int:

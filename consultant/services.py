@@ -163,17 +163,24 @@ class PollerThread:
         self.thread = threading.Thread(target=self._run, name=f"imap-poller {cfg.label}", daemon=True)
 
     def _run(self) -> None:
-        from consultant.intake.lock import LockHeld, mailbox_lock
+        from consultant.intake.lock import LockHeld, LockLost, mailbox_lock
 
         cfg = self.cfg
-        lost = threading.Event()
         while not self.poller.stopping:
+            lost = threading.Event()
+
+            def check_lock(_result: object, lost: threading.Event = lost) -> None:
+                # After each poll: a poller whose lock was taken over stops before the next.
+                if lost.is_set():
+                    raise LockLost(f"{cfg.label}/{cfg.folder}: another poller took the lock")
+
             try:
                 with mailbox_lock(self.rt.settings.broker.url, f"{cfg.label}/{cfg.folder}",
                                   on_lost=lost):
-                    self.poller.run_forever()
-            except LockHeld as exc:
+                    self.poller.run_forever(on_poll=check_lock)
+            except (LockHeld, LockLost) as exc:
                 log.warning("%s; waiting", exc)
+                self.poller.disconnect()
                 self.poller._sleep(10)
 
     def start(self) -> PollerThread:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from consultant.settings import Settings
 
 
 def _toml_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -23,7 +26,7 @@ def _toml_value(value: object) -> str:
 def write_config(settings: Settings, path: Path) -> Path:
     """Write ``settings`` as a TOML file the CLI and subprocesses can load with --config."""
     lines: list[str] = []
-    for section, values in asdict(settings).items():
+    for section, values in settings.model_dump().items():
         if not isinstance(values, dict) or section == "codes":
             continue
         lines.append(f"[{section}]")

@@ -18,6 +18,7 @@ run twice, which is what makes redelivery after a worker died mid-task harmless.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -25,6 +26,7 @@ import click
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
+from consultant.logs import setup_logging
 from consultant.runtime import Runtime
 from consultant.settings import Settings, load_settings
 
@@ -102,6 +104,18 @@ def runtime() -> Runtime:
         if _runtime is None:
             raise RuntimeError("workers.app is not configured: call configure(settings) at start-up")
         return _runtime
+
+
+@signals.setup_logging.connect
+def _log_as_configured(loglevel: Any = None, **_: Any) -> None:
+    """A Celery worker logs like every other CaseConsultant process (``[logging] format``, on
+    stderr): with a receiver connected Celery leaves logging alone rather than installing its
+    own handlers and formats (and redirecting print() into its logger)."""
+    if isinstance(loglevel, int):
+        level = loglevel
+    else:
+        level = logging.getLevelNamesMapping().get(str(loglevel or "INFO").upper(), logging.INFO)
+    setup_logging(runtime().settings.logging.format, level)
 
 
 @signals.user_preload_options.connect

@@ -67,7 +67,7 @@ def connect(cfg: ImapSettings, tokens: TokenSource | None = None) -> IMAPClient:
                 tokens.invalidate()
                 client.oauth2_login(cfg.username, tokens.access_token())
         else:
-            client.login(cfg.username, cfg.password)
+            client.login(cfg.username, cfg.password.get_secret_value())
     except BaseException:
         client.shutdown()
         raise

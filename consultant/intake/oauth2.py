@@ -34,7 +34,7 @@ class TokenSource:
         self.timeout = timeout
         self._token = ""
         self._expires_at = 0.0
-        self._refresh_token = cfg.oauth2_refresh_token
+        self._refresh_token = cfg.oauth2_refresh_token.get_secret_value()
         self._lock = threading.Lock()
         self.refreshes = 0
 
@@ -52,8 +52,8 @@ class TokenSource:
     def _refresh(self) -> None:
         form = {"grant_type": "refresh_token", "refresh_token": self._refresh_token,
                 "client_id": self.cfg.oauth2_client_id}
-        if self.cfg.oauth2_client_secret:
-            form["client_secret"] = self.cfg.oauth2_client_secret
+        if self.cfg.oauth2_client_secret.get_secret_value():
+            form["client_secret"] = self.cfg.oauth2_client_secret.get_secret_value()
         request = urllib.request.Request(
             self.cfg.oauth2_token_url, data=urllib.parse.urlencode(form).encode(),
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})

@@ -57,7 +57,7 @@ class MessageIdSigner:
 
 
 def signer_for(settings: Settings) -> MessageIdSigner:
-    return MessageIdSigner(settings.service.message_id_secret, settings.domain)
+    return MessageIdSigner(settings.service.message_id_secret.get_secret_value(), settings.domain)
 
 
 def signed_ids_in_text(text: str, limit: int = 50) -> list[str]:

@@ -40,7 +40,7 @@ class SentFolder:
 
     def _connect(self) -> IMAPClient:
         client = IMAPClient(self.cfg.host, port=self.cfg.port, ssl=self.cfg.ssl, timeout=30)
-        client.login(self.cfg.username, self.cfg.password)
+        client.login(self.cfg.username, self.cfg.password.get_secret_value())
         if not client.folder_exists(self.cfg.sent_folder):
             client.create_folder(self.cfg.sent_folder)
         return client

@@ -48,7 +48,7 @@ class SmtpTransport:
                 if cfg.starttls:
                     conn.starttls(context=ssl.create_default_context())
             if cfg.username:
-                conn.login(cfg.username, cfg.password)
+                conn.login(cfg.username, cfg.password.get_secret_value())
         except smtplib.SMTPAuthenticationError as exc:
             raise PermanentFailure(f"SMTP login to {cfg.host}:{cfg.port} refused: {exc}") from exc
         except (OSError, smtplib.SMTPException) as exc:

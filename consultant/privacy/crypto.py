@@ -24,6 +24,8 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import Engine, LargeBinary, TypeDecorator
 
+from consultant.settings import PrivacySettings
+
 log = logging.getLogger(__name__)
 _ATTR = "caseconsultant_raw_mail_keys"
 
@@ -67,10 +69,11 @@ def generate_key() -> str:
     return Fernet.generate_key().decode("ascii")
 
 
-def load_keys(privacy: Any) -> RawMailKeys:
+def load_keys(privacy: PrivacySettings) -> RawMailKeys:
     """The keys from settings (``privacy.raw_mail_keys``), else from (or into) the key file."""
     if privacy.raw_mail_keys:
-        return RawMailKeys(tuple(k.strip().encode("ascii") for k in privacy.raw_mail_keys if k.strip()))
+        keys = (k.get_secret_value().strip() for k in privacy.raw_mail_keys)
+        return RawMailKeys(tuple(k.encode("ascii") for k in keys if k))
     path = Path(privacy.key_file)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

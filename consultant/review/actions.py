@@ -71,7 +71,8 @@ class TakeoverNeeded(ActionError):
 APPROVABLE = (AWAITING_REVIEW, NEEDS_INFO)
 
 
-def _load_case(session: Session, case_id: int) -> Case:
+def load_locked(session: Session, case_id: int) -> Case:
+    """The case, its row locked until the transaction ends (ActionError if it does not exist)."""
     case = session.get(Case, case_id, with_for_update=True)
     if case is None:
         raise ActionError(f"case {case_id} does not exist")
@@ -105,7 +106,7 @@ def save_edit(session: Session, case: Case, text: str, by: str, kind: str | None
 def _check_version(case: Case, expected_version: int | None) -> None:
     """Optimistic locking: refuse when the draft changed since the consultant's page was made.
 
-    The case row is locked (``_load_case``), so two saves from pages of the same version are
+    The case row is locked (``load_locked``), so two saves from pages of the same version are
     serialised: the second finds the first's version and is refused, never lost."""
     current = latest_draft(case)
     if expected_version is not None and current is not None and current.version != expected_version:
@@ -118,7 +119,7 @@ def edit_draft(factory: sessionmaker[Session], case_id: int, text: str, by: str,
 
     ``expected_version``: the draft version the editor was loaded with (None: don't check)."""
     with transaction(factory) as session:
-        case = _load_case(session, case_id)
+        case = load_locked(session, case_id)
         if case.status not in APPROVABLE:
             raise ActionError(f"case {case_id} is {case.status.replace('_', ' ')}; only drafts "
                               "awaiting review can be edited")
@@ -150,7 +151,7 @@ def approve(factory: sessionmaker[Session], settings: Settings, case_id: int, *,
     consultant says, once, that they read the answer knowing that."""
     effects = Effects()
     with transaction(factory) as session:
-        case = _load_case(session, case_id)
+        case = load_locked(session, case_id)
         if case.status not in APPROVABLE:
             raise ActionError(f"case {case_id} is {case.status.replace('_', ' ')}; only cases "
                               "awaiting review or needing info can be approved")
@@ -290,17 +291,21 @@ def assign(factory: sessionmaker[Session], case_id: int, *, to: str | None, by: 
     Taking a case that another consultant holds (or releasing theirs) raises TakeoverNeeded
     unless ``takeover`` confirms it; a confirmed takeover is audited as ``taken_over``."""
     with transaction(factory) as session:
-        case = _load_case(session, case_id)
-        previous = case.assigned_to
-        if previous == to:
-            return
-        foreign = previous is not None and previous != by
-        if foreign and not takeover:
-            raise TakeoverNeeded(case_id, previous or "")
-        case.assigned_to = to
-        session.add(AuditEvent(case_id=case.id, actor=by,
-                               action="taken_over" if foreign else "assigned",
-                               detail={"from": previous, "to": to}))
+        case = load_locked(session, case_id)
+        if case.assigned_to != to and case.assigned_to not in (None, by) and not takeover:
+            raise TakeoverNeeded(case_id, case.assigned_to or "")
+        assign_loaded(session, case, to, by)
+
+
+def assign_loaded(session: Session, case: Case, to: str | None, by: str, **detail: object) -> None:
+    """Assign a case already locked by the caller (the takeover decision is theirs)."""
+    previous = case.assigned_to
+    if previous == to:
+        return
+    case.assigned_to = to
+    foreign = previous is not None and previous != by
+    session.add(AuditEvent(case_id=case.id, actor=by, action="taken_over" if foreign else "assigned",
+                           detail={"from": previous, "to": to, **detail}))
 
 
 def add_note(factory: sessionmaker[Session], case_id: int, code_or_pair: str, text: str, *,
@@ -311,7 +316,7 @@ def add_note(factory: sessionmaker[Session], case_id: int, code_or_pair: str, te
     from consultant.drafting import notes
 
     with transaction(factory) as session:
-        case = _load_case(session, case_id)
+        case = load_locked(session, case_id)
         try:
             note = notes.add_note(session, code_or_pair, text, by, case_id=case.id,
                                   customer_facing=customer_facing)
@@ -332,17 +337,24 @@ def _hold_for_quota(session: Session, settings: Settings, case: Case, by: str,
     quota_notices.notify_over_quota(session, settings, case, quota)
 
 
+REJECTABLE_NOT = (APPROVED, "sent", REJECTED)
+
+
 def reject(factory: sessionmaker[Session], case_id: int, *, reason: str, by: str) -> None:
+    with transaction(factory) as session:
+        reject_loaded(session, load_locked(session, case_id), reason, by)
+
+
+def reject_loaded(session: Session, case: Case, reason: str, by: str, **detail: object) -> None:
+    """Reject a case already locked by the caller: nothing will be sent for it."""
     if not reason.strip():
         raise ActionError("a reason is required to reject a case")
-    with transaction(factory) as session:
-        case = _load_case(session, case_id)
-        if case.status in (APPROVED, "sent", REJECTED):
-            raise ActionError(f"case {case_id} is {case.status}; it can no longer be rejected")
-        case.status = REJECTED
-        case.reject_reason = reason.strip()
-        session.add(AuditEvent(case_id=case.id, actor=by, action="rejected",
-                               detail={"reason": reason.strip()}))
+    if case.status in REJECTABLE_NOT:
+        raise ActionError(f"case {case.id} is {case.status}; it can no longer be rejected")
+    case.status = REJECTED
+    case.reject_reason = reason.strip()
+    session.add(AuditEvent(case_id=case.id, actor=by, action="rejected",
+                           detail={"reason": reason.strip(), **detail}))
 
 
 def outbox_for(session: Session, case_id: int) -> list[Outbox]:
@@ -364,7 +376,7 @@ def add_case_note(factory: sessionmaker[Session], case_id: int, text: str, *, by
     if len(body) > MAX_CASE_NOTE:
         raise ActionError(f"the internal note is {len(body)} characters; at most {MAX_CASE_NOTE}")
     with transaction(factory) as session:
-        case = _load_case(session, case_id)
+        case = load_locked(session, case_id)
         note = CaseNote(case_id=case.id, author=by, text=body)
         session.add(note)
         session.flush()

@@ -70,7 +70,8 @@ def _digest(token: str) -> str:
 
 # --- accounts -------------------------------------------------------------------------------
 def add_user(factory: sessionmaker[Session], email: str, password: str, *, role: str = "consultant",
-             name: str | None = None, credential: str | None = None) -> ConsultantUser:
+             name: str | None = None, credential: str | None = None,
+             team: str | None = None) -> ConsultantUser:
     """Create an account, or reset the password/role/name of an existing one."""
     if role not in ROLES:
         raise AuthError(f"unknown role {role!r} (one of: {', '.join(ROLES)})")
@@ -90,6 +91,8 @@ def add_user(factory: sessionmaker[Session], email: str, password: str, *, role:
             user.name = name
         if credential is not None:
             user.credential = credential
+        if team is not None:
+            user.team = team.strip()[:64]
         session.flush()
         session.expunge(user)
         return user
@@ -282,8 +285,8 @@ def csrf_ok(secret: str, bound_to: str, presented: str | None) -> bool:
 
 def secret_key(console: ConsoleSettings) -> str:
     """The configured signing key, or a random one for this process (with a warning)."""
-    if console.secret_key:
-        return console.secret_key
+    if console.secret_key.get_secret_value():
+        return console.secret_key.get_secret_value()
     log.warning("console.secret_key is not set (CASECONSULTANT_CONSOLE__SECRET_KEY): using a random "
                 "key for this process; sessions will not survive a restart and several console "
                 "processes will not share logins")

@@ -41,10 +41,10 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings, factory: session
     password = _read_password(args)
     try:
         user = add_user(factory, args.email, password, role=args.role, name=args.name,
-                        credential=args.credential)
+                        credential=args.credential, team=args.team)
     except AuthError as exc:
         raise CliError(str(exc)) from exc
-    print(f"{user.email}: {user.role} account ready")
+    print(f"{user.email}: {user.role} account ready" + (f", team {user.team}" if user.team else ""))
     return 0
 
 
@@ -78,7 +78,8 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings, factory: sessio
     with factory() as session:
         users = session.execute(select(ConsultantUser).order_by(ConsultantUser.email)).scalars().all()
         for u in users:
-            print(f"{u.email:<36} {u.role:<10} {'active' if u.active else 'disabled':<8} {u.name or ''}")
+            print(f"{u.email:<36} {u.role:<10} {'active' if u.active else 'disabled':<8} "
+                  f"{u.team or '-':<16} {u.name or ''}")
     return 0
 
 
@@ -94,6 +95,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--role", choices=ROLES, default="consultant")
     p.add_argument("--name")
     p.add_argument("--credential", help="e.g. CPC, CCS (shown in answers' footer)")
+    p.add_argument("--team", help="the team whose macros the user shares (default: the default team)")
     p.add_argument("--password-file", help="file whose first line is the password (- for stdin)")
 
     p = users.add_parser("token", help="mint an API token for a user (printed once)")

@@ -30,6 +30,9 @@ class ConsultantUser(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     credential: Mapped[str | None] = mapped_column(String(64))  # e.g. CPC, CCS
     role: Mapped[str] = mapped_column(String(16), default=ROLE_CONSULTANT)
+    # The team whose macros this consultant shares ("" = the default team).  A string rather
+    # than a teams table: teams have no other property yet, and a name is all macros need.
+    team: Mapped[str] = mapped_column(String(64), default="", server_default="")
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
@@ -112,3 +115,20 @@ class CaseNote(Base):
     author: Mapped[str] = mapped_column(String(320))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class Macro(Base):
+    """A canned answer snippet of one team, with variables such as ``{{ case_ref }}``
+    (rendered by consultant.review.macros in a sandboxed Jinja2 environment)."""
+
+    __tablename__ = "console_macros"
+    __table_args__ = (UniqueConstraint("team", "name", name="uq_console_macros_team_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), default="", index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    text: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(320))
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime(), default=utcnow)

@@ -156,7 +156,7 @@ def test_concurrent_writers_make_one_chain(factory):
 def test_the_cli_verifies_and_exports(factory, settings, tmp_path, capsys, monkeypatch):
     config = tmp_path / "cc.toml"
     config.write_text(f'[database]\nurl = "{settings.database.url}"\n'
-                      f'[privacy]\nraw_mail_keys = ["{settings.privacy.raw_mail_keys[0]}"]\n')
+                      f'[privacy]\nraw_mail_keys = ["{settings.privacy.raw_mail_keys[0].get_secret_value()}"]\n')
     write(factory, 2)
     assert main(["--config", str(config), "audit", "verify"]) == 0
     assert "audit chain intact: 2 event(s)" in capsys.readouterr().out

@@ -38,10 +38,10 @@ def test_mailboxes_are_read_from_the_config_with_secrets_from_the_environment(tm
         'oauth2_refresh_token_env = "M365_REFRESH"\n')
     env = {"BILLING_PW": "s3cret", "M365_REFRESH": "r1"}
     boxes = load_settings(config, environ=env).imap.all_mailboxes(env)
-    assert [(b.label, b.folder, b.password, b.alert_after_minutes) for b in boxes] == [
+    assert [(b.label, b.folder, b.password.get_secret_value(), b.alert_after_minutes) for b in boxes] == [
         ("main@imap.example.com", "INBOX", "", 15), ("billing@imap.example.com", "Coding", "s3cret", 15),
         ("m365", "INBOX", "", 15)]
-    assert boxes[2].oauth2_refresh_token == "r1" and boxes[2].auth == "xoauth2"
+    assert boxes[2].oauth2_refresh_token.get_secret_value() == "r1" and boxes[2].auth == "xoauth2"
 
     for bad, message in [('[[imap.mailboxes]]\nhost = "h"\nusername = "u"\npasword = "x"\n', "unknown key"),
                          ('[[imap.mailboxes]]\nhost = "h"\nusername = "u"\npassword_env = "NOPE"\n', "NOPE"),

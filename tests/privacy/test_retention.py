@@ -66,7 +66,7 @@ def test_caseconsultant_purge(factory, settings, tmp_path, capsys):
     _mail(factory, settings, "Can 77301 and 77338 be billed together? DOS 2026-05-01.")
     config = tmp_path / "cc.toml"
     config.write_text(f'[database]\nurl = "{settings.database.url}"\n'
-                      f'[privacy]\nraw_mail_keys = ["{settings.privacy.raw_mail_keys[0]}"]\n'
+                      f'[privacy]\nraw_mail_keys = ["{settings.privacy.raw_mail_keys[0].get_secret_value()}"]\n'
                       "retention_days = 0\n")
     assert main(["--config", str(config), "purge", "--dry-run"]) == 0
     assert "would purge the raw copy of 1 mail(s)" in capsys.readouterr().out

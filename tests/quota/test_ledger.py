@@ -30,7 +30,6 @@ def quota(settings):  # type: ignore[no-untyped-def]
         "pack10": {"kind": "topup", "answers": 10},
         "gold": 50,
     }
-    settings.quota.check()
     return settings.quota
 
 

@@ -15,7 +15,7 @@ from consultant.quota.plans import (
     plan_names,
     resets_between,
 )
-from consultant.settings import ConfigError, QuotaSettings
+from consultant.settings import ConfigError, QuotaSettings, load_settings
 
 UTCZ = ZoneInfo("UTC")
 NY = ZoneInfo("America/New_York")
@@ -52,12 +52,11 @@ def test_resets_are_at_local_midnight_including_daylight_saving_time():
     assert next_reset(utc(2026, 12, 15), 1, NY) == utc(2027, 1, 1, 5)
 
 
-def test_plans_from_config_and_their_errors():
+def test_plans_from_config_and_their_errors(tmp_path):
     quota = QuotaSettings(guest=1, registered=5, plans={
         "pro": 100,
         "team": {"kind": "monthly", "answers": 20, "reset_day": 15, "carry_over": True},
         "pack10": {"kind": "topup", "answers": 10}})
-    quota.check()
     assert allowance(quota, "guest") == 1
     assert allowance(quota, "registered") == 6  # the guest answer plus five more
     assert allowance(quota, "pro") == 101
@@ -67,12 +66,20 @@ def test_plans_from_config_and_their_errors():
     assert plan_names(quota, kinds=("topup",)) == ["pack10"]
     with pytest.raises(UnknownPlan, match="known: guest, registered, pack10, pro, team"):
         allowance(quota, "gold")
-    for bad, message in [({"kind": "yearly", "answers": 1}, "kind must be one of"),
-                         ({"kind": "monthly", "answers": 1, "reset_day": 0}, "reset_day must be 1-31"),
-                         ({"kind": "topup", "answers": 1, "carry_over": True}, "monthly plans only"),
-                         ({"kind": "monthly", "answers": 1, "every": 2}, "unknown key"),
-                         ({"kind": "monthly"}, "expected an integer")]:
+    # A mistake in the file fails at load, naming the plan and its key.
+    config = tmp_path / "cc.toml"
+    for bad, message in [('{kind = "yearly", answers = 1}', "quota.plans.x.kind: Input should be "
+                          "'lifetime', 'monthly' or 'topup'"),
+                         ('{kind = "monthly", answers = 1, reset_day = 0}',
+                          "quota.plans.x.reset_day: Input should be greater than or equal to 1"),
+                         ('{kind = "topup", answers = 1, carry_over = true}',
+                          "quota.plans.x: .*monthly plans only"),
+                         ('{kind = "monthly", answers = 1, every = 2}', "quota.plans.x.every: unknown key"),
+                         ('{kind = "monthly"}', "quota.plans.x.answers: Field required"),
+                         ("-3", "quota.plans.x.answers: Input should be greater than or equal to 0")]:
+        config.write_text(f"[quota.plans]\nx = {bad}\n")
         with pytest.raises(ConfigError, match=message):
-            QuotaSettings(plans={"x": bad}).check()
-    with pytest.raises(ConfigError, match="unknown time zone"):
-        QuotaSettings(timezone="Mars/Olympus").check()
+            load_settings(config, environ={})
+    config.write_text('[quota]\ntimezone = "Mars/Olympus"\n')
+    with pytest.raises(ConfigError, match="quota.timezone: .*unknown time zone 'Mars/Olympus'"):
+        load_settings(config, environ={})

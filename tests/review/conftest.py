@@ -38,6 +38,22 @@ def make_case(factory: Any, settings: Settings, raw: bytes | None = None, **mail
     return int(case_id)
 
 
+def backdate(factory: Any, case_id: int, hours: float) -> None:
+    """Make a case (and the arrival of its first mail, where its SLA clock starts) ``hours``
+    old, as a real day's queue would have it."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from consultant.models import Case, InboundMail, utcnow
+
+    then = utcnow() - timedelta(hours=hours)
+    with factory() as session, session.begin():
+        session.execute(update(Case).where(Case.id == case_id).values(created_at=then))
+        first = session.get(Case, case_id).first_mail_id
+        session.execute(update(InboundMail).where(InboundMail.id == first).values(received_at=then))
+
+
 def csrf_of(html: str) -> str:
     match = CSRF_RE.search(html)
     assert match, "no CSRF token in the page"

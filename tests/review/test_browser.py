@@ -11,16 +11,16 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from consultant.models import Case, QuotaEntry, utcnow
+from consultant.models import Case, QuotaEntry
 from tests.conftest import make_settings
 from tests.review.conftest import ADMIN, CONSULTANT, PASSWORD, make_case
+from tests.review.conftest import backdate as backdate_case
 from tests.review.test_case_actions import html_mail
 from tests.servers import REPO, unavailable, wait_for
 
@@ -123,10 +123,8 @@ def screenshot(page: Any, tmp_path: Path, name: str, full_page: bool = False) ->
 
 
 def backdate(live: Live, case_id: int, hours: float) -> None:
-    # Only the age changes, so the queue shows the turnaround colours a real day would.
-    with live.factory() as session, session.begin():
-        session.execute(update(Case).where(Case.id == case_id)
-                        .values(created_at=utcnow() - timedelta(hours=hours)))
+    # Only the age changes, so the queue shows the SLA colours a real day would.
+    backdate_case(live.factory, case_id, hours)
 
 
 def test_log_in_edit_approve_and_the_answer_arrives(live, page, tmp_path):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from email.message import EmailMessage
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from consultant.models import AuditEvent, Case, Outbox, QuotaEntry, utcnow
-from tests.review.conftest import ADMIN, CONSULTANT, csrf_of
+from consultant.models import AuditEvent, Case, Outbox, QuotaEntry
+from tests.review.conftest import ADMIN, CONSULTANT, backdate, csrf_of
 
 XSS_HTML = """<html><body><p>Is <b>J1885</b> billed per 15 mg?</p>
 <script>window.__xss = 1</script>
@@ -45,9 +44,7 @@ def post(client, path, **data):  # type: ignore[no-untyped-def]
 def test_queue_lists_open_cases_oldest_first_against_the_target(console):
     first = console.case(sender="a@clinic.test", subject="First question about 77301")
     second = console.case(sender="b@clinic.test", subject="Second question about 99214")
-    with console.factory() as session, session.begin():
-        # Age the first case past the 4-hour turnaround target.
-        session.execute(update(Case).where(Case.id == first).values(created_at=utcnow() - timedelta(hours=5)))
+    backdate(console.factory, first, 5)  # past the default 4-hour target ([sla] default_hours)
     page = console.logged_in().get("/queue").text
     assert page.index(f'data-case="{first}"') < page.index(f'data-case="{second}"')
     row = page[page.index(f'data-case="{first}"'):page.index(f'data-case="{second}"')]

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from consultant.review.web import create_app
 from tests.review.conftest import TestClient
 from tests.servers import free_port
+
+
+def scrape(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a /metrics answer, parsed by prometheus_client's own text parser
+    (which fails on anything that is not the Prometheus text format)."""
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def value(samples, name: str, **labels: str) -> float:  # type: ignore[no-untyped-def]
+    return samples[(name, frozenset(labels.items()))]
 
 
 def test_healthy_with_a_reachable_redis_broker(console, redis_url):
@@ -44,20 +57,20 @@ def test_metrics_expose_pipeline_state(console):
     response = console.client().get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = scrape(response.text)
+    assert value(samples, "caseconsultant_mails_received_total", disposition="case") == 2
+    assert value(samples, "caseconsultant_cases", status="approved") == 1
+    assert value(samples, "caseconsultant_cases", status="awaiting_review") == 1
+    assert value(samples, "caseconsultant_queue_depth", queue="outbox_pending") == 1
+    assert value(samples, "caseconsultant_queue_depth", queue="mail_unprocessed") == 0
+    assert value(samples, "caseconsultant_send_failures_total", kind="permanent") == 0
+    assert value(samples, "caseconsultant_draft_latency_seconds_count") == 2
+    assert value(samples, "caseconsultant_draft_latency_seconds_sum") >= 0
+    assert value(samples, "caseconsultant_draft_latency_seconds", quantile="0.5") >= 0
     lines = response.text.splitlines()
-    assert 'caseconsultant_mails_received_total{disposition="case"} 2' in lines
-    assert 'caseconsultant_cases{status="approved"} 1' in lines
-    assert 'caseconsultant_cases{status="awaiting_review"} 1' in lines
-    assert 'caseconsultant_queue_depth{queue="outbox_pending"} 1' in lines
-    assert 'caseconsultant_queue_depth{queue="mail_unprocessed"} 0' in lines
-    assert 'caseconsultant_send_failures_total{kind="permanent"} 0' in lines
-    assert "caseconsultant_draft_latency_seconds_count 2" in lines
     assert "# TYPE caseconsultant_draft_latency_seconds summary" in lines
-    assert any(line.startswith('caseconsultant_draft_latency_seconds{quantile="0.5"}') for line in lines)
-    # Every sample line is "name{labels} value" with a numeric value.
-    for line in lines:
-        if line and not line.startswith("#"):
-            float(line.rsplit(" ", 1)[1])
+    assert "# TYPE caseconsultant_mails_received_total counter" in lines
+    assert "# TYPE caseconsultant_cases gauge" in lines
 
 
 def test_the_embedded_sqlite_broker_is_checked_too(console, tmp_path):
@@ -93,7 +106,21 @@ def test_a_mailbox_not_fetched_for_alert_after_minutes_fails_health(console):
                                  "stuck@imap.clinic.test/INBOX": "stale",
                                  "new@imap.clinic.test/INBOX": "unknown"}
     assert "AUTHENTICATIONFAILED" in body["checks"]["mailboxes"]
-    lines = console.client().get("/metrics").text.splitlines()
-    assert 'caseconsultant_imap_mailbox_stale{mailbox="stuck@imap.clinic.test",folder="INBOX"} 1' in lines
-    assert 'caseconsultant_imap_mailbox_stale{mailbox="fresh@imap.clinic.test",folder="INBOX"} 0' in lines
-    assert 'caseconsultant_imap_consecutive_failures{mailbox="stuck@imap.clinic.test",folder="INBOX"} 12' in lines
+    samples = scrape(console.client().get("/metrics").text)
+    stuck, fresh = {"mailbox": "stuck@imap.clinic.test", "folder": "INBOX"}, {"mailbox": "fresh@imap.clinic.test", "folder": "INBOX"}
+    assert value(samples, "caseconsultant_imap_mailbox_stale", **stuck) == 1
+    assert value(samples, "caseconsultant_imap_mailbox_stale", **fresh) == 0
+    assert value(samples, "caseconsultant_imap_consecutive_failures", **stuck) == 12
+    assert value(samples, "caseconsultant_imap_last_fetch_timestamp_seconds", **fresh) > 1.7e9
+
+
+def test_label_values_are_escaped(console):
+    from consultant.models import ImapState, utcnow
+
+    odd = 'we"ird\\box\nname'
+    with console.factory() as s, s.begin():
+        s.add(ImapState(mailbox=odd, folder="INBOX", uidvalidity=1, last_fetch_at=utcnow()))
+    text = console.client().get("/metrics").text
+    assert value(scrape(text), "caseconsultant_imap_last_fetch_timestamp_seconds",
+                 mailbox=odd, folder="INBOX") > 0
+    assert 'mailbox="we\\"ird\\\\box\\nname"' in text  # one line per sample, quotes escaped

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 10:16:47.109293
+Create Date: 2026-12-01 11:45:08.105854
 """
 from alembic import op
 import sqlalchemy as sa
@@ -80,12 +80,28 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_console_login_attempts_at'), ['at'], unique=False)
         batch_op.create_index('ix_console_login_attempts_email_ip_at', ['email', 'ip', 'at'], unique=False)
 
+    op.create_table('console_macros',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('team', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=80), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('created_by', sa.String(length=320), nullable=False),
+    sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.Column('updated_by', sa.String(length=320), nullable=False),
+    sa.Column('updated_at', consultant.models.TZDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('team', 'name', name='uq_console_macros_team_name')
+    )
+    with op.batch_alter_table('console_macros', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_console_macros_team'), ['team'], unique=False)
+
     op.create_table('console_users',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=True),
     sa.Column('credential', sa.String(length=64), nullable=True),
     sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('team', sa.String(length=64), server_default='', nullable=False),
     sa.Column('password_hash', sa.String(length=255), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('created_at', consultant.models.TZDateTime(timezone=True), nullable=False),
@@ -619,6 +635,10 @@ def downgrade() -> None:
     op.drop_table('organisations')
     op.drop_table('imap_state')
     op.drop_table('console_users')
+    with op.batch_alter_table('console_macros', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_console_macros_team'))
+
+    op.drop_table('console_macros')
     with op.batch_alter_table('console_login_attempts', schema=None) as batch_op:
         batch_op.drop_index('ix_console_login_attempts_email_ip_at')
         batch_op.drop_index(batch_op.f('ix_console_login_attempts_at'))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -200,6 +200,14 @@ def _filters(env: Environment) -> None:
             return f"{seconds / 3600:.1f} h"
         return f"{seconds / 86400:.1f} d"
 
+    def due(value: datetime | None) -> str:
+        # A due time as the consultant reads it: "in 1.5 h" or "2.0 h late".
+        if value is None:
+            return "-"
+        seconds = int((value - utcnow()).total_seconds())
+        span = age(utcnow() - timedelta(seconds=abs(seconds)))
+        return f"in {span}" if seconds >= 0 else f"{span} late"
+
     def when(value: datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
@@ -223,6 +231,7 @@ def _filters(env: Environment) -> None:
 
     env.filters["age"] = age
     env.filters["when"] = when
+    env.filters["due"] = due
     env.filters["plural"] = plural
     env.filters["audit_items"] = audit_items
 
@@ -299,11 +308,14 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None,
         pages_admin,
         pages_auth,
         pages_case,
+        pages_macros,
         pages_quarantine,
         pages_queue,
+        pages_sla,
     )
 
-    for module in (pages_auth, pages_queue, pages_case, pages_quarantine, pages_admin, health):
+    for module in (pages_auth, pages_queue, pages_case, pages_sla, pages_macros, pages_quarantine,
+                   pages_admin, health):
         app.include_router(module.router)
     app.mount("/api/v1", api.create_api(console))
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

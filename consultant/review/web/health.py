@@ -1,5 +1,8 @@
 """``/healthz`` for load balancers and ``/metrics`` in the Prometheus text format.
 
+``/metrics`` is rendered by prometheus_client from a custom collector that reads the database
+at scrape time (it replaced a hand-written text renderer and its label escaping).
+
 Both are unauthenticated so that probes and scrapers need no console account; they therefore
 show only counts and timestamps, never a requester, subject or URL with credentials.
 """
@@ -7,11 +10,15 @@ show only counts and timestamps, never a requester, subject or URL with credenti
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -26,6 +33,7 @@ from consultant.models import (
     InboundMail,
     Outbox,
 )
+from consultant.review import latency, sla
 from consultant.review.web.app import console_of
 from consultant.settings import Settings
 
@@ -102,10 +110,6 @@ def healthz(request: Request) -> Response:
     return JSONResponse(body, status_code=200 if not failing else 503)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 def _quantile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -113,68 +117,107 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+class PipelineCollector(Collector):
+    """Every metric read from the database when Prometheus scrapes (prometheus_client renders
+    them): the state lives in the database, shared by every process, so no process-local
+    counter could be right for a service of several processes."""
+
+    def __init__(self, session: Session, settings: Settings) -> None:
+        self.session, self.settings = session, settings
+
+    def collect(self) -> Iterator[Metric]:
+        session = self.session
+        by_disposition = dict(session.execute(
+            select(InboundMail.disposition, func.count(InboundMail.id)).group_by(InboundMail.disposition)).all())
+        # prometheus_client adds the _total suffix of a counter's samples itself.
+        received = CounterMetricFamily("caseconsultant_mails_received",
+                                       "Inbound mails stored, by disposition (none: not processed yet).",
+                                       labels=["disposition"])
+        for d in DISPOSITIONS:
+            received.add_metric([d], int(by_disposition.get(d, 0)))
+        received.add_metric(["none"], int(by_disposition.get(None, 0)))
+        yield received
+
+        by_status = dict(session.execute(select(Case.status, func.count(Case.id)).group_by(Case.status)).all())
+        cases = GaugeMetricFamily("caseconsultant_cases", "Cases by status.", labels=["status"])
+        for status in CASE_STATUSES:
+            cases.add_metric([status], int(by_status.get(status, 0)))
+        yield cases
+
+        pending_out = session.execute(
+            select(func.count(Outbox.id)).where(Outbox.status == OUT_PENDING)).scalar_one()
+        depth = GaugeMetricFamily("caseconsultant_queue_depth",
+                                  "Work waiting: pending outbox messages and unprocessed inbound mails.",
+                                  labels=["queue"])
+        depth.add_metric(["outbox_pending"], int(pending_out))
+        depth.add_metric(["mail_unprocessed"], int(by_disposition.get(None, 0)))
+        yield depth
+
+        fetched = GaugeMetricFamily("caseconsultant_imap_last_fetch_timestamp_seconds",
+                                    "Unix time of the last successful IMAP fetch, per mailbox and folder.",
+                                    labels=["mailbox", "folder"])
+        for mailbox, folder, at in session.execute(
+                select(ImapState.mailbox, ImapState.folder, ImapState.last_fetch_at)).all():
+            if at is not None:
+                fetched.add_metric([mailbox, folder], at.timestamp())
+        yield fetched
+
+        mailboxes = mailbox_health(session, self.settings.imap)
+        stale = GaugeMetricFamily(
+            "caseconsultant_imap_mailbox_stale",
+            "1 when a configured mailbox has not fetched for [imap] alert_after_minutes, else 0.",
+            labels=["mailbox", "folder"])
+        failures = GaugeMetricFamily(
+            "caseconsultant_imap_consecutive_failures",
+            "Failed connection or fetch attempts in a row, per mailbox (0 after a good fetch).",
+            labels=["mailbox", "folder"])
+        for m in mailboxes:
+            stale.add_metric([m.mailbox, m.folder], int(m.status == "stale"))
+            failures.add_metric([m.mailbox, m.folder], m.failures)
+        yield stale
+        yield failures
+
+        failed = session.execute(select(func.count(Outbox.id)).where(Outbox.status == OUT_FAILED)).scalar_one()
+        retried = session.execute(select(func.coalesce(func.sum(Outbox.attempts - 1), 0))
+                                  .where(Outbox.attempts > 1)).scalar_one()
+        send_failures = CounterMetricFamily(
+            "caseconsultant_send_failures",
+            "Outbound send failures: permanently failed messages, and failed attempts later retried.",
+            labels=["kind"])
+        send_failures.add_metric(["permanent"], int(failed))
+        send_failures.add_metric(["retried_attempts"], int(retried))
+        yield send_failures
+
+        by_out = dict(session.execute(select(Outbox.status, func.count(Outbox.id)).group_by(Outbox.status)).all())
+        outbox = GaugeMetricFamily("caseconsultant_outbox_messages", "Outbox messages by status.",
+                                   labels=["status"])
+        for status, n in sorted(by_out.items()):
+            outbox.add_metric([status], int(n))
+        yield outbox
+
+        latencies = latency.draft_latencies(session, LATENCY_SAMPLE)
+        # SummaryMetricFamily has no quantile samples: a plain summary Metric takes them.
+        name = "caseconsultant_draft_latency_seconds"
+        summary = Metric(name, "Seconds from a mail's arrival to its case's first draft, cases held "
+                               f"for quota or sender confirmation left out (the latest {LATENCY_SAMPLE}).",
+                         "summary")
+        for q in LATENCY_QUANTILES:
+            summary.add_sample(name, {"quantile": str(q)}, _quantile(latencies, q))
+        summary.add_sample(name + "_sum", {}, sum(latencies))
+        summary.add_sample(name + "_count", {}, len(latencies))
+        yield summary
+
+        overdue = GaugeMetricFamily("caseconsultant_sla_overdue_cases",
+                                    "Open cases past their [sla] turnaround target (waiting on a consultant).")
+        overdue.add_metric([], sla.overdue_count(session, self.settings))
+        yield overdue
+
+
 def exposition(session: Session, settings: Settings) -> str:
-    """All metrics as Prometheus text (format 0.0.4), computed from the database."""
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str,
-               samples: Sequence[tuple[dict[str, str], float]]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            suffix = name + ("_" + labels.pop("__suffix") if "__suffix" in labels else "")
-            rendered = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-            lines.append(f"{suffix}{{{rendered}}} {value}" if rendered else f"{suffix} {value}")
-
-    by_disposition = dict(session.execute(
-        select(InboundMail.disposition, func.count(InboundMail.id)).group_by(InboundMail.disposition)).all())
-    metric("caseconsultant_mails_received_total", "counter",
-           "Inbound mails stored, by disposition (none: not processed yet).",
-           [({"disposition": d}, int(by_disposition.get(d, 0))) for d in DISPOSITIONS]
-           + [({"disposition": "none"}, int(by_disposition.get(None, 0)))])
-
-    by_status = dict(session.execute(select(Case.status, func.count(Case.id)).group_by(Case.status)).all())
-    metric("caseconsultant_cases", "gauge", "Cases by status.",
-           [({"status": s}, int(by_status.get(s, 0))) for s in CASE_STATUSES])
-
-    pending_out = session.execute(select(func.count(Outbox.id)).where(Outbox.status == OUT_PENDING)).scalar_one()
-    unprocessed = by_disposition.get(None, 0)
-    metric("caseconsultant_queue_depth", "gauge",
-           "Work waiting: pending outbox messages and unprocessed inbound mails.",
-           [({"queue": "outbox_pending"}, int(pending_out)), ({"queue": "mail_unprocessed"}, int(unprocessed))])
-
-    fetches = session.execute(select(ImapState.mailbox, ImapState.folder, ImapState.last_fetch_at)).all()
-    metric("caseconsultant_imap_last_fetch_timestamp_seconds", "gauge",
-           "Unix time of the last successful IMAP fetch, per mailbox and folder.",
-           [({"mailbox": m, "folder": f}, at.timestamp()) for m, f, at in fetches if at is not None])
-
-    mailboxes = mailbox_health(session, settings.imap)
-    metric("caseconsultant_imap_mailbox_stale", "gauge",
-           "1 when a configured mailbox has not fetched for [imap] alert_after_minutes, else 0.",
-           [({"mailbox": m.mailbox, "folder": m.folder}, int(m.status == "stale")) for m in mailboxes])
-    metric("caseconsultant_imap_consecutive_failures", "gauge",
-           "Failed connection or fetch attempts in a row, per mailbox (0 after a good fetch).",
-           [({"mailbox": m.mailbox, "folder": m.folder}, m.failures) for m in mailboxes])
-
-    failed = session.execute(select(func.count(Outbox.id)).where(Outbox.status == OUT_FAILED)).scalar_one()
-    retried = session.execute(select(func.coalesce(func.sum(Outbox.attempts - 1), 0))
-                              .where(Outbox.attempts > 1)).scalar_one()
-    metric("caseconsultant_send_failures_total", "counter",
-           "Outbound send failures: permanently failed messages, and failed attempts later retried.",
-           [({"kind": "permanent"}, int(failed)), ({"kind": "retried_attempts"}, int(retried))])
-    by_out = dict(session.execute(select(Outbox.status, func.count(Outbox.id)).group_by(Outbox.status)).all())
-    metric("caseconsultant_outbox_messages", "gauge", "Outbox messages by status.",
-           [({"status": s}, int(n)) for s, n in sorted(by_out.items())])
-
-    rows = session.execute(select(Case.created_at, Case.drafted_at).where(Case.drafted_at.is_not(None))
-                           .order_by(Case.id.desc()).limit(LATENCY_SAMPLE)).all()
-    latencies = sorted(max(0.0, (d - c).total_seconds()) for c, d in rows if d is not None)
-    samples: list[tuple[dict[str, str], float]] = [
-        ({"quantile": str(q)}, _quantile(latencies, q)) for q in LATENCY_QUANTILES]
-    samples += [({"__suffix": "sum"}, sum(latencies)), ({"__suffix": "count"}, len(latencies))]
-    metric("caseconsultant_draft_latency_seconds", "summary",
-           f"Seconds from a case's creation to its draft (the latest {LATENCY_SAMPLE} cases).", samples)
-    return "\n".join(lines) + "\n"
+    """All metrics as Prometheus text (format 0.0.4), computed from the database now."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PipelineCollector(session, settings))
+    return generate_latest(registry).decode("utf-8")
 
 
 @router.get("/metrics")
@@ -182,4 +225,4 @@ def metrics(request: Request) -> Response:
     console = console_of(request)
     with console.factory() as session:
         body = exposition(session, console.settings)
-    return PlainTextResponse(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from consultant.outbox import bounces
 from consultant.quota import admin as quota_admin
 from consultant.quota.plans import plan_names
 from consultant.review import auth
@@ -31,6 +32,22 @@ def requesters_page(request: Request, q: str = "") -> Response:
         return console.render(request, "requesters.html", {
             "user": user, "rows": rows, "q": q[:200], "plans": plan_names(quota),
             "packs": plan_names(quota, kinds=("topup",))})
+
+
+@router.post("/requesters/clear-undeliverable")
+async def clear_undeliverable(request: Request) -> Response:
+    """Allow mail to an address a hard bounce marked undeliverable (any consultant: they are
+    the ones who hear from the requester that the mailbox works again); audited by bounces."""
+    console, form, user = await posted(request)
+    email = str(form.get("email") or "").strip()
+    case_id = str(form.get("case_id") or "")
+    # Back to the page the button was on: a case by its number, else the requesters list.
+    back = (f"/cases/{int(case_id)}" if case_id.isdigit() and int(case_id) < 2**31
+            else f"/requesters?q={quote(email)}")
+    if not bounces.clear_undeliverable(console.factory, email, by=user.email):
+        return console.redirect(back, f"{email} is not marked undeliverable.", "error")
+    return console.redirect(back, f"{email} may receive mail again (the mark was cleared; "
+                            "recorded in the audit trail).")
 
 
 def _quota_action(console: Any, back: str, action: Callable[[], Any], done: Callable[[Any], str]) -> Response:

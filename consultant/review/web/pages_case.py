@@ -21,7 +21,7 @@ from consultant.drafting import notes
 from consultant.mail.rules import CHAIN
 from consultant.models import Case
 from consultant.privacy.redact import Summary
-from consultant.review import actions, presence
+from consultant.review import actions, macros, presence, sla
 from consultant.review.models import CaseNote, ConsultantUser
 from consultant.review.web import mailview, queries
 from consultant.review.web.app import Console, console_of, posted
@@ -81,15 +81,26 @@ def diff_lines(theirs: str, yours: str, their_label: str) -> list[tuple[str, str
     return out
 
 
-def render_case(console: Console, request: Request, user: ConsultantUser, case_id: int, *,
-                editor_text: str | None = None, stale: actions.StaleDraft | None = None,
-                status_code: int = 200) -> Response:
-    """The case page; ``editor_text`` and ``stale`` re-show a refused edit beside the diff."""
+def _filled(text: str, variables: dict[str, object]) -> str:
+    try:
+        return macros.render(text, variables)
+    except macros.MacroError as exc:  # saved before a change to the variables: say so, in place
+        return f"[Consultant: this macro could not be filled in: {exc}]"
+
+
+def render_case(console: Console, request: Request, user: ConsultantUser, case_id: int,
+                view: queries.QueueView, *, editor_text: str | None = None,
+                stale: actions.StaleDraft | None = None, status_code: int = 200) -> Response:
+    """The case page; ``editor_text`` and ``stale`` re-show a refused edit beside the diff.
+    ``view``: the queue the consultant came from (its previous/next links follow it)."""
     with console.factory() as session:
         case = _load(session, case_id)
+        order = queries.ordered_ids(session, console.settings, view, user.email)
         data = case_json(session, console.settings, case)
         codes = [str(c["code"]) for c in data["codes"] if c.get("code")]
         draft = data["draft"]
+        fill = macros.variables_for(case, user, plan=str(data["plan"]),
+                                    answers_left=int(data["answers_remaining"]), codes=codes)
         return console.render(request, "case.html", {
             "user": user, "case": case, "data": data, "thread": mailview.thread(case),
             "flags": queries.case_flags(case), "audit": queries.audit_for(session, case.id),
@@ -99,7 +110,10 @@ def render_case(console: Console, request: Request, user: ConsultantUser, case_i
             "stale": stale, "stale_diff": diff_lines(stale.text, editor_text or "",
                                                      f"{stale.author}, version {stale.version}")
             if stale else [],
-            "neighbours": queries.neighbours(session, case),
+            "neighbours": queries.neighbours_in(session, order, case.id),
+            "view": view, "queue_query": view.query(), "sorts": queries.SORTS,
+            "due": sla.dues_for(session, console.settings, [case.id]).get(case.id),
+            "macros": [(m, _filled(m.text, fill)) for m in macros.of_team(session, user.team)],
             "viewers": presence.others(session, case.id, user.email),
             "notes": notes.notes_for(session, codes, internal=True)[:20] if codes else [],
             "note_subject": "+".join(codes[:2]),
@@ -116,7 +130,7 @@ def case_page(request: Request, case_id: CaseId) -> Response:
     with console.factory() as session:
         _load(session, case_id)  # 404 before recording a view of a case that does not exist
     presence.touch(console.factory, case_id, user)
-    return render_case(console, request, user, case_id)
+    return render_case(console, request, user, case_id, queries.QueueView.parse(request.query_params))
 
 
 def _text(form: Any, name: str = "text") -> str:
@@ -132,23 +146,34 @@ def _version(form: Any) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _run(console: Console, case_id: int, done: str, call: Any) -> Response:
+def _view(form: Any) -> queries.QueueView:
+    """The queue the form's page was opened from (a hidden field, re-checked value by value)."""
+    return queries.QueueView.from_query(str(form.get("queue") or ""))
+
+
+def case_url(case_id: int, view: queries.QueueView) -> str:
+    query = view.query()
+    return f"/cases/{case_id}" + (f"?{query}" if query else "")
+
+
+def _run(console: Console, case_id: int, form: Any, done: str, call: Any) -> Response:
     """Run an action; on ActionError come back to the case with the reason shown."""
+    back = case_url(case_id, _view(form))
     try:
         call()
     except actions.ActionError as exc:
-        return console.redirect(f"/cases/{case_id}", str(exc), "error")
-    return console.redirect(f"/cases/{case_id}", done)
+        return console.redirect(back, str(exc), "error")
+    return console.redirect(back, done)
 
 
 def _refused(console: Console, request: Request, user: ConsultantUser, case_id: int,
-             exc: actions.ActionError, text: str) -> Response:
+             form: Any, exc: actions.ActionError, text: str) -> Response:
     """An edit that cannot be applied: a stale one is shown again with the diff (409) so the
     consultant's text is not lost; anything else comes back as the flashed reason."""
     if isinstance(exc, actions.StaleDraft):
-        return render_case(console, request, user, case_id, editor_text=text, stale=exc,
-                           status_code=409)
-    return console.redirect(f"/cases/{case_id}", str(exc), "error")
+        return render_case(console, request, user, case_id, _view(form), editor_text=text,
+                           stale=exc, status_code=409)
+    return console.redirect(case_url(case_id, _view(form)), str(exc), "error")
 
 
 @router.post("/cases/{case_id}/save")
@@ -159,16 +184,19 @@ async def save(request: Request, case_id: CaseId) -> Response:
         actions.edit_draft(console.factory, case_id, text, by=user.email,
                            expected_version=_version(form))
     except actions.ActionError as exc:
-        return _refused(console, request, user, case_id, exc, text)
-    return console.redirect(f"/cases/{case_id}", "Draft saved.")
+        return _refused(console, request, user, case_id, form, exc, text)
+    return console.redirect(case_url(case_id, _view(form)), "Draft saved.")
 
 
 @router.post("/cases/{case_id}/approve")
 async def approve(request: Request, case_id: CaseId) -> Response:
     console, form, user = await posted(request)
     text = _text(form)
+    view = _view(form)
     if not text.strip():
-        return console.redirect(f"/cases/{case_id}", "Refusing to send an empty answer.", "error")
+        return console.redirect(case_url(case_id, view), "Refusing to send an empty answer.", "error")
+    with console.factory() as session:
+        before = queries.ordered_ids(session, console.settings, view, user.email)
     try:
         # "Approve and send" always sends an answer, even when the machine drafted a question
         # (the consultant replaced it); questions go out through "Request info".
@@ -176,13 +204,15 @@ async def approve(request: Request, case_id: CaseId) -> Response:
                                   by=user.email, kind="answer", expected_version=_version(form),
                                   confirm_phi=bool(form.get("confirm_phi")))
     except actions.ActionError as exc:
-        return _refused(console, request, user, case_id, exc, text)
+        return _refused(console, request, user, case_id, form, exc, text)
     # Only now, after the approval committed, may the send be enqueued.
     console.dispatch(effects)
     with console.factory() as session:
-        nxt = queries.next_after(session, case_id)
+        nxt = queries.next_after(session, console.settings, view, user.email, case_id, before)
     message = f"Case {case_id} approved; the answer is queued for sending."
-    return console.redirect(f"/cases/{nxt}" if nxt else "/queue", message)
+    query = view.query()
+    return console.redirect(case_url(nxt, view) if nxt else "/queue" + (f"?{query}" if query else ""),
+                            message)
 
 
 @router.post("/cases/{case_id}/request-info")
@@ -194,9 +224,9 @@ async def request_info(request: Request, case_id: CaseId) -> Response:
                                        by=user.email, expected_version=_version(form),
                                        confirm_phi=bool(form.get("confirm_phi")))
     except actions.ActionError as exc:
-        return _refused(console, request, user, case_id, exc, text)
+        return _refused(console, request, user, case_id, form, exc, text)
     console.dispatch(effects)
-    return console.redirect(f"/cases/{case_id}", "Question sent to the requester; the case "
+    return console.redirect(case_url(case_id, _view(form)), "Question sent to the requester; the case "
                             "waits for their reply (no quota charged).")
 
 
@@ -204,7 +234,7 @@ async def request_info(request: Request, case_id: CaseId) -> Response:
 async def reject(request: Request, case_id: CaseId) -> Response:
     console, form, user = await posted(request)
     reason = _text(form, "reason")
-    return _run(console, case_id, "Case rejected; nothing will be sent.",
+    return _run(console, case_id, form, "Case rejected; nothing will be sent.",
                 lambda: actions.reject(console.factory, case_id, reason=reason, by=user.email))
 
 
@@ -219,10 +249,11 @@ async def assign(request: Request, case_id: CaseId) -> Response:
         # Someone else holds the case: ask first (server-rendered, so no script is needed).
         return console.render(request, "confirm.html", {
             "user": user, "case_id": case_id, "holder": exc.holder, "release": to is None,
-            "csrf": console.csrf_for(request)}, status_code=409)
+            "csrf": console.csrf_for(request), "queue_query": _view(form).query()},
+            status_code=409)
     except actions.ActionError as exc:
-        return console.redirect(f"/cases/{case_id}", str(exc), "error")
-    return console.redirect(f"/cases/{case_id}", "Assigned to you." if to else "Released.")
+        return console.redirect(case_url(case_id, _view(form)), str(exc), "error")
+    return console.redirect(case_url(case_id, _view(form)), "Assigned to you." if to else "Released.")
 
 
 @router.post("/cases/{case_id}/note")
@@ -231,7 +262,7 @@ async def add_note(request: Request, case_id: CaseId) -> Response:
     text, subject = _text(form), _text(form, "subject")
     public = form.get("customer_facing") == "1"
     where = "in later answers" if public else "to consultants only"
-    return _run(console, case_id, f"Knowledge note on {subject.strip()} saved (shown {where}).",
+    return _run(console, case_id, form, f"Knowledge note on {subject.strip()} saved (shown {where}).",
                 lambda: actions.add_note(console.factory, case_id, subject, text, by=user.email,
                                          customer_facing=public))
 
@@ -240,5 +271,5 @@ async def add_note(request: Request, case_id: CaseId) -> Response:
 async def add_case_note(request: Request, case_id: CaseId) -> Response:
     console, form, user = await posted(request)
     text = _text(form)
-    return _run(console, case_id, "Internal note saved (never sent to the requester).",
+    return _run(console, case_id, form, "Internal note saved (never sent to the requester).",
                 lambda: actions.add_case_note(console.factory, case_id, text, by=user.email))

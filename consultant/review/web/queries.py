@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import Path
-from sqlalchemy import ColumnElement, String, cast, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, String, cast, func, or_, select
 from sqlalchemy import case as case_when
 from sqlalchemy.orm import Session, selectinload
 
@@ -20,16 +22,18 @@ from consultant.models import (
     UNVERIFIED,
     AuditEvent,
     Case,
+    Draft,
     Requester,
     utcnow,
 )
 from consultant.quota import ledger
+from consultant.review import sla
 from consultant.settings import Settings
 
 # What "the queue" means by default: everything a consultant still has to look at.
 OPEN = (AWAITING_REVIEW, NEEDS_INFO, HELD_QUOTA, UNVERIFIED, RECEIVED)
 STATUS_FILTERS = ("open", "all", *CASE_STATUSES)
-QUEUE_LIMIT = 500
+HELD = (HELD_QUOTA, UNVERIFIED)
 
 
 # Ids in URLs are bounded to PostgreSQL's integer range: /cases/99999999999999999999 is a 404,
@@ -51,8 +55,10 @@ class QueueRow:
     age_hours: float
     overdue: bool
     due_soon: bool
+    due: sla.Due | None
     remaining: int
     flags: list[str]
+    version: int  # the latest draft version, carried by bulk actions (optimistic locking)
 
 
 # What a consultant reads for a flag the pipeline records; an unknown flag is shown with its
@@ -82,70 +88,179 @@ def case_flags(case: Case) -> list[str]:
     return shown
 
 
-# The queue puts what can be approved now first (a held or undrafted case cannot), then age.
+# Every sort puts what can be approved now first (a held or undrafted case cannot), then its key.
 APPROVABLE = (AWAITING_REVIEW, NEEDS_INFO)
+SORTS = {"age": "oldest first", "sla": "SLA due soonest", "requester": "requester A-Z",
+         "type": "question type"}
+# Filters narrow the chosen status; several combine (mine + PHI: my cases with PHI).
+FILTERS = {"mine": "mine", "unassigned": "unassigned", "phi": "PHI", "needs_info": "needs info",
+           "held": "held"}
+PAGE_SIZE = 50
+# The queue's order is computed over at most this many cases (ids only); beyond, narrow it.
+QUEUE_LIMIT = 5000
 
 
-def queue_order() -> list[Any]:
-    return [case_when((Case.status.in_(APPROVABLE), 0), else_=1), Case.created_at, Case.id]
+@dataclass(frozen=True)
+class QueueView:
+    """What the consultant chose on the queue page; carried to the case pages (their next and
+    previous links, and where an approval goes) as the same query string, so "next" follows
+    the queue the consultant is working, not some other order."""
+
+    status: str = "open"
+    q: str = ""
+    filters: tuple[str, ...] = ()
+    sort: str = "age"
+    page: int = 1
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any] | Any) -> QueueView:
+        """From request query parameters or a form (anything with get/getlist), each value
+        checked against the known ones: the result is safe to put back into URLs."""
+        def getlist(name: str) -> list[str]:
+            if hasattr(params, "getlist"):
+                return [str(v) for v in params.getlist(name)]
+            value = params.get(name)
+            return [str(v) for v in (value if isinstance(value, list) else [value] if value else [])]
+
+        status = str(params.get("status") or "open")
+        sort = str(params.get("sort") or "age")
+        page = str(params.get("page") or "1")
+        filters = tuple(f for f in FILTERS if f in getlist("f"))
+        if "mine" in filters and "unassigned" in filters:
+            filters = tuple(f for f in filters if f != "unassigned")
+        return cls(status=status if status in STATUS_FILTERS else "open",
+                   q=str(params.get("q") or "")[:200].strip(), filters=filters,
+                   sort=sort if sort in SORTS else "age",
+                   page=max(1, min(int(page), 10_000)) if page.isdigit() else 1)
+
+    @classmethod
+    def from_query(cls, query: str) -> QueueView:
+        return cls.parse({k: v if len(v) > 1 else v[0] for k, v in parse_qs(query[:2000]).items()})
+
+    def query(self, **changes: Any) -> str:
+        """This view as a query string (only what differs from the defaults)."""
+        view = replace(self, **changes)
+        pairs: list[tuple[str, str]] = []
+        if view.status != "open":
+            pairs.append(("status", view.status))
+        if view.q:
+            pairs.append(("q", view.q))
+        pairs += [("f", f) for f in view.filters]
+        if view.sort != "age":
+            pairs.append(("sort", view.sort))
+        if view.page != 1:
+            pairs.append(("page", str(view.page)))
+        return urlencode(pairs)
+
+    @property
+    def is_default(self) -> bool:
+        return self.query(page=1) == ""
 
 
-def neighbours(session: Session, case: Case) -> tuple[int | None, int | None]:
-    """The approvable cases before and after ``case`` in the queue's order (oldest first)."""
-    key = (Case.created_at, Case.id)
-    mine = (case.created_at, case.id)
-    approvable = Case.status.in_(APPROVABLE)
-    before = session.execute(select(Case.id).where(approvable, tuple_(*key) < tuple_(*mine))
-                             .order_by(Case.created_at.desc(), Case.id.desc()).limit(1)).scalar()
-    after = session.execute(select(Case.id).where(approvable, tuple_(*key) > tuple_(*mine))
-                            .order_by(*key).limit(1)).scalar()
-    return before, after
-
-
-def next_after(session: Session, case_id: int) -> int | None:
-    """Where the console goes after acting on a case: the next approvable case in the queue's
-    order, else the first one left (the queue wraps round)."""
-    case = session.get(Case, case_id)
-    if case is not None:
-        _, after = neighbours(session, case)
-        if after is not None:
-            return after
-    return session.execute(select(Case.id).where(Case.status.in_(APPROVABLE), Case.id != case_id)
-                           .order_by(Case.created_at, Case.id).limit(1)).scalar()
-
-
-def queue(session: Session, settings: Settings, *, status: str = "open", q: str = "",
-          now: datetime | None = None) -> list[QueueRow]:
-    """Cases for the queue page, oldest first, with their age against the turnaround target."""
-    now = now or utcnow()
-    query = select(Case).options(selectinload(Case.requester)).order_by(*queue_order())
-    if status == "open":
+def _where(query: Any, view: QueueView, me: str) -> Any:
+    if view.status == "open":
         query = query.where(Case.status.in_(OPEN))
-    elif status != "all":
-        query = query.where(Case.status == status)
-    q = q.strip()
-    if q:
-        like = like_pattern(q)
+    elif view.status != "all":
+        query = query.where(Case.status == view.status)
+    if "mine" in view.filters:
+        query = query.where(Case.assigned_to == me)
+    if "unassigned" in view.filters:
+        query = query.where(Case.assigned_to.is_(None))
+    if "phi" in view.filters:
+        # The same test as case_flags: any flag or rule hit naming PHI (JSON lists as text).
+        query = query.where(or_(func.lower(cast(Case.flags, String)).like("%phi%"),
+                                func.lower(cast(Case.rule_hits, String)).like("%phi%")))
+    if "needs_info" in view.filters:
+        query = query.where(Case.status == NEEDS_INFO)
+    if "held" in view.filters:
+        query = query.where(Case.status.in_(HELD))
+    if view.q:
+        like = like_pattern(view.q)
         # Codes live in a JSON column; its text form is searchable on SQLite and PostgreSQL.
         conditions: list[ColumnElement[bool]] = [
             func.lower(column).like(like, escape="\\")
             for column in (Requester.email, Case.subject, cast(Case.codes, String))]
-        digits = q.upper().removeprefix("CC-")
-        if digits.isdigit():
+        digits = view.q.upper().removeprefix("CC-")
+        if digits.isdigit() and int(digits) < 2**31:
             conditions.append(Case.id == int(digits))
-        query = query.join(Requester, Case.requester_id == Requester.id).where(or_(*conditions))
-    cases = session.execute(query.limit(QUEUE_LIMIT)).scalars().all()
+        query = query.where(or_(*conditions))
+    return query
+
+
+def ordered_ids(session: Session, settings: Settings, view: QueueView, me: str) -> list[int]:
+    """The ids of the cases the view shows, in its order (at most QUEUE_LIMIT)."""
+    approvable_first = case_when((Case.status.in_(APPROVABLE), 0), else_=1)
+    query = _where(select(Case.id, Case.status).join(Requester, Case.requester_id == Requester.id),
+                   view, me)
+    sort_keys: dict[str, list[Any]] = {"age": [Case.created_at], "sla": [Case.created_at],
+                       "requester": [Requester.email, Case.created_at],
+                       "type": [cast(Case.question_types, String), Case.created_at]}
+    keys = sort_keys[view.sort]
+    rows = session.execute(query.order_by(approvable_first, *keys, Case.id)
+                           .limit(QUEUE_LIMIT)).all()
+    ids = [case_id for case_id, _ in rows]
+    if view.sort == "sla":
+        # Due times depend on the plan and on waits recorded in the audit (consultant.review.sla),
+        # so this order is made here; cases off the clock (held, waiting) follow, oldest first.
+        dues = sla.dues_for(session, settings, ids)
+        status: dict[int, str] = {case_id: st for case_id, st in rows}
+        far = datetime.max.replace(tzinfo=UTC)
+        position = {case_id: i for i, case_id in enumerate(ids)}
+        ids.sort(key=lambda i: (status[i] not in APPROVABLE,
+                                dues[i].due_at if i in dues else far, position[i]))
+    return ids
+
+
+def neighbours_in(session: Session, ids: list[int], case_id: int) -> tuple[int | None, int | None]:
+    """The approvable cases before and after ``case_id`` in the order ``ids`` (the queue's)."""
+    approvable = set(session.execute(select(Case.id).where(
+        Case.id.in_(ids), Case.status.in_(APPROVABLE))).scalars()) if ids else set()
+    order = [i for i in ids if i in approvable or i == case_id]
+    if case_id not in order:
+        return None, (order[0] if order else None)
+    at = order.index(case_id)
+    return (order[at - 1] if at > 0 else None), (order[at + 1] if at + 1 < len(order) else None)
+
+
+def next_after(session: Session, settings: Settings, view: QueueView, me: str,
+               case_id: int, before: list[int]) -> int | None:
+    """Where the console goes after acting on a case: the next approvable case after it in the
+    queue's order as it was (``before``, taken before the action), else the first one left."""
+    ids = ordered_ids(session, settings, view, me)
+    approvable = set(session.execute(select(Case.id).where(
+        Case.id.in_(ids), Case.status.in_(APPROVABLE), Case.id != case_id)).scalars()) if ids else set()
+    if case_id in before:
+        for later in before[before.index(case_id) + 1:]:
+            if later in approvable:
+                return later
+    return next((i for i in ids if i in approvable), None)
+
+
+def queue(session: Session, settings: Settings, view: QueueView, me: str,
+          now: datetime | None = None) -> tuple[list[QueueRow], int]:
+    """One page of the view's cases with their SLA state, and the number of cases in all."""
+    now = now or utcnow()
+    ids = ordered_ids(session, settings, view, me)
+    page_ids = ids[(view.page - 1) * PAGE_SIZE:view.page * PAGE_SIZE]
+    loaded = {c.id: c for c in session.execute(
+        select(Case).where(Case.id.in_(page_ids)).options(selectinload(Case.requester))
+    ).scalars()} if page_ids else {}
+    cases = [loaded[i] for i in page_ids]
     balances = ledger.statuses(session, settings.quota, list({c.requester_id: c.requester
                                                                for c in cases}.values()), now)
-    target = max(settings.console.turnaround_hours, 0.01)
+    dues = sla.dues_for(session, settings, page_ids)
+    versions = dict(session.execute(select(Draft.case_id, func.max(Draft.version))
+                                    .where(Draft.case_id.in_(page_ids))
+                                    .group_by(Draft.case_id)).all()) if page_ids else {}
     rows = []
     for case in cases:
-        age = (now - case.created_at).total_seconds() / 3600
-        rows.append(QueueRow(case=case, age_hours=age, overdue=age > target,
-                             due_soon=target * 0.75 < age <= target,
-                             remaining=balances[case.requester_id].answers_remaining,
-                             flags=case_flags(case)))
-    return rows
+        due = dues.get(case.id)
+        state = due.state(now) if due else None
+        rows.append(QueueRow(case=case, age_hours=(now - case.created_at).total_seconds() / 3600,
+                             overdue=state == sla.OVERDUE, due_soon=state == sla.DUE_SOON,
+                             due=due, remaining=balances[case.requester_id].answers_remaining,
+                             flags=case_flags(case), version=int(versions.get(case.id) or 0)))
+    return rows, len(ids)
 
 
 def status_counts(session: Session) -> dict[str, int]:

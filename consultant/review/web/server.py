@@ -31,6 +31,9 @@ class ConsoleServer:
         config = uvicorn.Config(self.app, host=self.host,
                                 port=settings.console.port if port is None else port,
                                 log_level="warning", access_log=False, lifespan="off",
+                                # No log_config: uvicorn's records go to our handler, in the
+                                # configured [logging] format, not through its own formatter.
+                                log_config=None,
                                 proxy_headers=bool(trusted),
                                 forwarded_allow_ips=list(trusted) if trusted else None)
         self.server = uvicorn.Server(config)

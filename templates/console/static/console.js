@@ -69,6 +69,39 @@
   var help = document.getElementById("shortcuts");
   if (editor && !document.getElementById("stale")) focusEditor(editor);
 
+  // --- macros: the team's snippets, filled in for this case by the server (in <template>s,
+  // inert), inserted at the editor's caret as plain text (setRangeText: never parsed as HTML).
+  var pick = document.getElementById("macro-pick");
+  var caret = null;
+  if (editor) {
+    editor.addEventListener("blur", function () {
+      caret = [editor.selectionStart, editor.selectionEnd];
+    });
+  }
+  function insertMacro() {
+    var source = pick && document.getElementById("macro-" + pick.value);
+    if (!source || !editor) return;
+    var text = source.content ? source.content.textContent : source.textContent;
+    var at = caret || [editor.selectionStart, editor.selectionEnd];
+    editor.focus();
+    editor.setRangeText(text, at[0], at[1], "end");
+    caret = null;
+    editor.dispatchEvent(new Event("input", {bubbles: true}));
+  }
+  if (pick) {
+    document.getElementById("insert-macro").addEventListener("click", insertMacro);
+    pick.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") { event.preventDefault(); insertMacro(); }
+    });
+  }
+
+  // --- the queue: x ticks the highlighted row for a bulk action --------------------------
+  function toggleRow() {
+    var box = rows.length && current >= 0 && rows[current].querySelector("input.pick");
+    if (box) box.checked = !box.checked;
+    return !!box;
+  }
+
   document.addEventListener("keydown", function (event) {
     var ctrl = event.ctrlKey || event.metaKey;
     if (ctrl && event.key === "Enter") {
@@ -77,6 +110,12 @@
     }
     if (ctrl && (event.key === "s" || event.key === "S") && !event.shiftKey && !event.altKey) {
       if (submitWith("save")) event.preventDefault();
+      return;
+    }
+    if (event.key === "F9" && pick) {
+      event.preventDefault();
+      if (document.activeElement === editor) caret = [editor.selectionStart, editor.selectionEnd];
+      pick.focus();
       return;
     }
     if (event.key === "F8" && editor) {
@@ -105,6 +144,9 @@
           var link = rows[current].querySelector("a");
           if (link) window.location.assign(link.href);
         } else return;
+        break;
+      case "x":
+        if (!toggleRow()) return;
         break;
       case "e":
         if (!editor) return;
