@@ -307,7 +307,7 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
     import tempfile
 
     from consultant.runtime import Runtime
-    from consultant.services import PollerThread
+    from consultant.services import start_pollers
     from tests.helpers import write_config
     from workers.app import app, configure
 
@@ -331,14 +331,14 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
         global _profiles
         _profiles += 1
         recorder = Recorder(PROFILE_DIR, [p.pid for p in procs], f"pipeline{_profiles}")
-    poll = PollerThread(rt).start() if poller else None
+    stops = start_pollers(rt) if poller else []
     try:
         yield rt
     finally:
         if recorder is not None:
             recorder.stop()
-        if poll is not None:
-            poll.stop()
+        for stop in stops:
+            stop()
         for proc in procs:
             proc.terminate()
         for proc in procs:
