@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -281,6 +282,17 @@ def question_mail(n: int, *, sender: str | None = None, tag: str = "bench") -> t
 
 
 # --- the pipeline, in-process like `caseconsultant run` ----------------------------------
+def _die_with_parent() -> None:
+    """In a bench worker process: end it when the bench process dies (even by SIGKILL or a
+    test's timeout), so no orphan goes on taking tasks from the bench's Redis database."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
+
 @contextmanager
 def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
              threads: bool = False, include: tuple[str, ...] = ()) -> Iterator[object]:
@@ -316,23 +328,31 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
     tmp = tempfile.mkdtemp(prefix="cc-bench-")
     config = write_config(settings, Path(tmp) / "bench.toml")
     env = {**os.environ, "CASECONSULTANT_CONFIG": str(config), "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo",
-         "-Q", "intake,drafting,sending", "--loglevel=WARNING", "--without-heartbeat",
-         "--without-mingle", "--without-gossip", "-n", f"bench{i}@%h",
-         *([f"--include={','.join(include)}"] if include else [])], cwd=REPO, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
-    if procs:
-        wait_until(lambda: len(app.control.ping(timeout=0.5) or []) >= len(procs), timeout=60)
+    procs: list[subprocess.Popen[bytes]] = []
     recorder = None
-    if PROFILE_DIR is not None and procs:
-        from bench.pyspy import Recorder
-
-        global _profiles
-        _profiles += 1
-        recorder = Recorder(PROFILE_DIR, [p.pid for p in procs], f"pipeline{_profiles}")
-    stops = start_pollers(rt) if poller else []
+    stops: list[Callable[[], None]] = []
+    # Everything started from here on is stopped in the finally: a worker process left behind
+    # by a failed start keeps consuming this Redis database's queues with its old settings,
+    # and takes the tasks of every later run on it.
     try:
+        procs += [subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo",
+             "-Q", "intake,drafting,sending", "--loglevel=WARNING", "--without-heartbeat",
+             "--without-mingle", "--without-gossip", "-n", f"bench{i}@%h",
+             *([f"--include={','.join(include)}"] if include else [])], cwd=REPO, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            for i in range(workers)]
+        if procs:
+            if not wait_until(lambda: len(app.control.ping(timeout=0.5) or []) >= len(procs),
+                              timeout=60):
+                raise RuntimeError(f"{len(procs)} bench worker processes did not answer in 60 s")
+        if PROFILE_DIR is not None and procs:
+            from bench.pyspy import Recorder
+
+            global _profiles
+            _profiles += 1
+            recorder = Recorder(PROFILE_DIR, [p.pid for p in procs], f"pipeline{_profiles}")
+        stops = start_pollers(rt) if poller else []
         yield rt
     finally:
         if recorder is not None:
