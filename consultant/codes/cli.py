@@ -33,19 +33,23 @@ def _error(message: str) -> int:
 
 def cmd_import(args: argparse.Namespace, settings: Settings, factory: Factory) -> int:
     from consultant.codes.files import ImportFormatError, Progress
+    from consultant.codes.importers import no_progress
     from consultant.codes.releases import import_release
 
-    progress = (lambda rows, permille: None) if args.quiet else Progress(f"import {args.kind}")
+    progress = None if args.quiet else Progress(f"import {args.kind}")
     try:
         outcome = import_release(
             factory, args.kind, args.path if len(args.path) > 1 else args.path[0],
-            progress=progress, name=args.name,
+            progress=progress or no_progress, name=args.name,
             effective_date=date.fromisoformat(args.effective) if args.effective else None,
         )
     except ImportFormatError as exc:
         return _error(f"import failed, previous release left in force: {exc}")
     except (FileNotFoundError, ValueError) as exc:
         return _error(str(exc))
+    finally:
+        if progress is not None:
+            progress.close()
     if args.json:
         _json({"kind": outcome.kind, "name": outcome.name, "variant": outcome.variant,
                "row_count": outcome.row_count, "sha256": outcome.sha256,
@@ -142,8 +146,20 @@ def cmd_update(args: argparse.Namespace, settings: Settings, factory: Factory) -
     if not configured(settings.codes):
         return _error("no source URLs configured: set [codes] hcpcs_url, mue_url, aoc_url, "
                       "ptp_url, icd10cm_url and/or ioce_versions_url")
-    results = update(settings.codes, factory,
-                     progress_for=None if args.quiet else (lambda kind: Progress(f"import {kind}")))
+    bars: list[Progress] = []
+
+    def progress_for(kind: str) -> Progress:
+        # One bar per file imported, the previous one finished first (imports run one by one).
+        for bar in bars:
+            bar.close()
+        bars[:] = [Progress(f"import {kind}")]
+        return bars[0]
+
+    try:
+        results = update(settings.codes, factory, progress_for=None if args.quiet else progress_for)
+    finally:
+        for bar in bars:
+            bar.close()
     failed = [r for r in results if r.error]
     if args.json:
         _json([{"source": r.key, "urls": r.urls, "error": r.error,

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TextIO, TypeVar
 
+from tqdm import tqdm
+
 T = TypeVar("T")
 
 
@@ -67,29 +69,53 @@ ProgressFn = Callable[[int, int], None]
 
 
 class Progress:
-    """Plain-text progress on a stream (stderr by default), at most a few lines per second.
+    """An import's progress on stderr: a tqdm bar on a terminal; on a pipe or a log file, where
+    a redrawn bar would be one endless line of carriage returns, a plain line every
+    ``interval`` seconds and a last one at :meth:`close` (rows, share of the file read, time).
 
-    Plain lines rather than a redrawn bar: the output stays readable when captured to a log.
+    Called as a :data:`ProgressFn` with (rows done, thousandths of the file read).  The share
+    may go down again (a multi-file release restarts it per file) and may be 1000 while rows
+    are still being written, so only :meth:`close` marks the end.
     """
 
-    def __init__(self, label: str, stream: TextIO | None = None, interval: float = 1.0) -> None:
+    def __init__(self, label: str, stream: TextIO | None = None, interval: float = 30.0) -> None:
         self.label = label
         self.stream = stream or sys.stderr
         self.interval = interval
         self.started = time.monotonic()
-        self._last = 0.0
+        self._last = self.started
+        self.rows = self.permille = 0
+        self.closed = False
+        self.bar: tqdm | None = None
+        if self.stream.isatty():
+            self.bar = tqdm(total=1000, desc=label, file=self.stream, leave=True, dynamic_ncols=True,
+                            bar_format="{desc}: {percentage:3.0f}% of file|{bar}| {postfix} [{elapsed}]")
 
     def __call__(self, rows: int, permille: int) -> None:
-        now = time.monotonic()
-        if now - self._last < self.interval and permille < 1000:
+        self.rows, self.permille = rows, permille
+        if self.bar is not None:
+            self.bar.n = permille
+            self.bar.set_postfix_str(f"{rows:,} rows", refresh=False)
+            self.bar.update(0)  # redraws at most every tqdm mininterval
             return
-        self._last = now
-        print(
-            f"{self.label}: {rows:,} rows, {permille / 10:.0f}% of file, "
-            f"{now - self.started:.1f} s",
-            file=self.stream,
-            flush=True,
-        )
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._line(now)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.bar is not None:
+            self.bar.refresh()
+            self.bar.close()
+        else:
+            self._line(time.monotonic())
+
+    def _line(self, now: float) -> None:
+        print(f"{self.label}: {self.rows:,} rows, {self.permille / 10:.0f}% of file, "
+              f"{now - self.started:.1f} s", file=self.stream, flush=True)
 
 
 class _CountingReader(io.RawIOBase):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections import OrderedDict
 from datetime import date
 from typing import Any
 
+from cachetools import LRUCache
 from sqlalchemy.orm import Session
 
 from consultant.codes import extras, icd
@@ -29,7 +29,8 @@ CPT_NO_DESCRIPTOR = (
 )
 PTP_LIST_LIMIT = 50
 CACHE_SIZE = 4096
-_cache: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+# cachetools' LRU (the least recently used entry goes first); it is not thread-safe by itself.
+_cache: LRUCache[tuple[Any, ...], str] = LRUCache(maxsize=CACHE_SIZE)
 _cache_lock = threading.Lock()
 def _iso(value: Any) -> str | None:
     if value is None:
@@ -246,12 +247,10 @@ def lookup(session: Session, code: str, *, ptp_limit: int | None = PTP_LIST_LIMI
         # Kept as JSON text and decoded per hit: callers may change what they get, and decoding
         # is several times faster than copy.deepcopy (the facts are JSON data: `codes show --json`).
         with _cache_lock:
-            if key in _cache:
-                _cache.move_to_end(key)
-                return json.loads(_cache[key])  # type: ignore[no-any-return]
+            hit = _cache.get(key)
+        if hit is not None:
+            return json.loads(hit)  # type: ignore[no-any-return]
         facts = facts_for(src, code, ptp_limit)
         with _cache_lock:
             _cache[key] = json.dumps(facts)
-            if len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
         return facts

@@ -219,6 +219,7 @@ def parse_mail(raw: bytes) -> MailView:
             html_body = shorten(html_body, MAX_HTML_CHARS)
             shortened.append(("text/html", full, len(html_body)))
     attachments = list_attachments(parts, {id(plain), id(html)})
+    tnef_read = False
     for part in parts:
         if part.get_content_type() != "application/ms-tnef":
             continue
@@ -228,10 +229,14 @@ def parse_mail(raw: bytes) -> MailView:
             continue
         if not isinstance(data, bytes):
             continue
-        tnef = read_tnef(data)
-        # Outlook "rich text" mail: the body is inside winmail.dat, often nowhere else.
+        # Outlook "rich text" mail: the body is inside winmail.dat, often nowhere else.  Only
+        # the first winmail.dat's body is read (Outlook sends one; each RTF body costs time).
+        want_body = not text_body.strip() and html_body is None and not tnef_read
+        tnef, tnef_read = read_tnef(data, want_body=want_body), tnef_read or want_body
         if not text_body.strip() and tnef.text.strip():
             text_body = shorten(tnef.text, MAX_TEXT_CHARS)
+            if len(text_body) < len(tnef.text):
+                shortened.append(("application/ms-tnef", len(tnef.text), len(text_body)))
         if html_body is None and tnef.html:
             html_body = shorten(tnef.html, MAX_HTML_CHARS)
         attachments.extend(tnef.attachments[:max(0, MAX_ATTACHMENTS - len(attachments))])

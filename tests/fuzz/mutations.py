@@ -8,6 +8,7 @@ parts, lines past 998 characters, deep nesting, header injection, huge headers, 
 
 from __future__ import annotations
 
+import base64
 import csv
 import re
 from collections.abc import Callable
@@ -15,7 +16,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from compressed_rtf import compress
 from hypothesis import strategies as st
+
+from tests.mail.winmail import winmail_dat
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
 Mutation = Callable[[bytes, Draw], bytes]
@@ -185,10 +189,37 @@ def eight_bit_headers(raw: bytes, draw: Draw) -> bytes:
     return head + _eol(raw) + b"Subject: " + junk.replace(b"\n", b" ").replace(b"\r", b" ") + sep + body
 
 
+# RTF bodies that cost the most to read: striprtf's regular expressions backtrack on these
+# (hyperlink fields and a font table without semicolons, all on one line), and a body of dense
+# codes near the compressed-size limit.  Compressed once each (compressed_rtf's encoder is slow).
+HOSTILE_RTF = {
+    "fields": b"{\\rtf1\\ansi " + b'{\\field{\\*\\fldinst{ HYPERLINK "x" ' * 4_000 + b"}",
+    "font_table": b"{\\rtf1\\ansi{\\fonttbl " + b"\\f1\\fcharset0 a" * 2_000 + b"}Is 99213 payable?}",
+    "dense_codes": b"{\\rtf1\\ansi " + b"99213 J45.909 77301-59\\par " * 16_000 + b"}",
+}
+
+
+@cache
+def _compressed_rtf(name: str) -> bytes:
+    return bytes(compress(HOSTILE_RTF[name]))
+
+
+def rtf_winmail(raw: bytes, draw: Draw) -> bytes:
+    """The mail forwarded inside a mail whose only body is a hostile RTF winmail.dat."""
+    data = winmail_dat(_compressed_rtf(draw(st.sampled_from(sorted(HOSTILE_RTF)))))
+    eol = _eol(raw)
+    body = base64.encodebytes(data).replace(b"\n", eol)
+    return (b"From: rtf <rtf@example.org>" + eol + b"Subject: rich text" + eol +
+            b"MIME-Version: 1.0" + eol + b"Content-Type: multipart/mixed; boundary=W" + eol + eol +
+            b"--W" + eol + b"Content-Type: application/ms-tnef; name=winmail.dat" + eol +
+            b"Content-Transfer-Encoding: base64" + eol + eol + body + eol +
+            b"--W" + eol + b"Content-Type: message/rfc822" + eol + eol + raw + eol + b"--W--" + eol)
+
+
 MUTATIONS: dict[str, Mutation] = {fn.__name__: fn for fn in (
     break_boundaries, wrong_charset, nul_bytes, many_parts, long_lines, deep_nesting,
     header_injection, huge_headers, truncate, flip_bytes, huge_body, no_header_separator,
-    eight_bit_headers)}
+    eight_bit_headers, rtf_winmail)}
 
 
 @st.composite

@@ -53,25 +53,3 @@ def test_a_forwarder_who_writes_the_question_is_not_second_guessed():
     own = "Our physician asks whether " + QUESTION + " We have seen denials before and need a citation."
     body = own + "\n\n---------- Forwarded message ---------\nFrom: x\n\nSomething else entirely 99213.\n"
     assert new_text(parse_mail(_mail(body))) == own
-
-
-def test_an_outlook_winmail_dat_body_is_read_and_its_attachments_listed(shared):
-    corpus = shared / "corpus" / "mail" / "jstedfast-mimekit" / "tnef"
-    view = parse_mail((corpus / "ukr.eml").read_bytes())
-    assert "RR Test 1" in view.text  # the body exists only inside winmail.dat
-    rich = parse_mail((corpus / "rich-text.eml").read_bytes())
-    listed = {a["filename"]: a for a in rich.attachments}
-    assert listed["kitten-playing-with-a-christmas-tree.jpg"]["size"] == 375081
-    assert "only as RTF" in str(listed["winmail.dat"]["note"])
-
-
-def test_a_broken_winmail_dat_is_listed_not_fatal():
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = "coder@clinic.test", "consult@cc.test", "q"
-    msg.set_content(QUESTION)
-    msg.add_attachment(b"\x78\x9f\x3e\x22" + b"\xff" * 64, maintype="application", subtype="ms-tnef",
-                       filename="winmail.dat")
-    view = parse_mail(msg.as_bytes())
-    assert view.text.strip() == QUESTION
-    notes = [str(a.get("note", "")) for a in view.attachments]
-    assert any("could not be read" in n or "no readable text" in n for n in notes), notes
