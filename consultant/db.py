@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -48,7 +50,8 @@ def make_engine(url: str, keys: RawMailKeys | None = None) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url)
+        _ping_after_idle(engine)
     if keys is not None:
         from consultant.privacy.crypto import attach
 
@@ -63,6 +66,36 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     factory = sessionmaker(engine, expire_on_commit=False)
     install(factory)
     return factory
+
+
+# A pooled connection unused for this long is tested before it is handed out.
+IDLE_PING_SECONDS = 10.0
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Test a pooled connection on checkout only when it has been idle a while.
+
+    ``pool_pre_ping`` tests every checkout: a round trip per transaction, two per processed
+    mail, on connections a busy worker used a few milliseconds earlier.  A connection the server
+    dropped is found on the first checkout after the idle gap that usually explains it (a
+    restart, an idle timeout, a failover); one that breaks mid-burst fails its statement, which
+    invalidates the pool, and the task is retried like any transient database error.
+    """
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_conn, record):  # type: ignore[no-untyped-def]
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, proxy):  # type: ignore[no-untyped-def]
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # The pool's documented contract: it discards this connection and checks out
+            # another (up to three times) instead of handing a dead one to the caller.
+            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
 
 
 @contextmanager

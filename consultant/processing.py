@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import case, func, inspect, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
@@ -38,7 +39,7 @@ from consultant.models import (
     utcnow,
 )
 from consultant.outbox import bounces
-from consultant.privacy.mail import redact_mail
+from consultant.privacy.mail import RedactedMail, redact_mail
 from consultant.privacy.redact import Summary, redact_text
 from consultant.quota import ledger, registration
 from consultant.quota import notices as quota_notices
@@ -220,7 +221,7 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
     if sender_rules.screen(settings, mail, case, verdict):
         _hold_unverified(session, settings, case, mail, verdict, effects)
         return
-    draft_or_hold(session, settings, case, effects, {mail.id: view})
+    draft_or_hold(session, settings, case, effects, {mail.id: view}, {mail.id: redacted})
     if case.status == HELD_QUOTA:
         _dispose(mail, "held_quota", ["new_case", "over_quota"])
 
@@ -277,14 +278,16 @@ class Question:
 
 
 def case_question(session: Session, settings: Settings, case: Case,
-                  parsed: dict[int, MailView] | None = None) -> Question:
+                  parsed: dict[int, MailView] | None = None,
+                  redacted: dict[int, RedactedMail] | None = None) -> Question:
     """The requester's own words across the thread, oldest first, quotes removed, redacted.
 
     Redaction happens here, before drafting: the drafting pipeline, the stored draft and the
     console only ever see placeholders.  ``parsed``: views already made of some of the case's
-    mails (the one being processed), so they are not parsed a second time.
+    mails (the one being processed), so they are not parsed a second time; ``redacted``: the
+    same for their redaction.
     """
-    parsed = parsed or {}
+    parsed, redacted = parsed or {}, redacted or {}
     pieces = []
     summary = Summary()
     for mail in case.mails:
@@ -297,9 +300,9 @@ def case_question(session: Session, settings: Settings, case: Case,
             view = parsed.get(mail.id) or parse_mail(mail.raw)
         except MailParseError:
             continue
-        redacted = redact_mail(view, ours=_our_addresses(settings))
-        summary.add_summary(redacted.summary)
-        pieces.append(redacted.new_text)
+        red = redacted.get(mail.id) or redact_mail(view, ours=_our_addresses(settings))
+        summary.add_summary(red.summary)
+        pieces.append(red.new_text)
     return Question("\n\n".join(p for p in pieces if p), summary)
 
 
@@ -314,7 +317,8 @@ def open_cases_ahead(session: Session, case: Case) -> int:
 
 
 def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Effects,
-                  parsed: dict[int, MailView] | None = None) -> None:
+                  parsed: dict[int, MailView] | None = None,
+                  redacted: dict[int, RedactedMail] | None = None) -> None:
     """Draft the case, or hold it (and notify, at most daily) when the requester has no quota."""
     quota = ledger.status(session, settings.quota, case.requester)
     if quota.answers_remaining - open_cases_ahead(session, case) <= 0:
@@ -325,20 +329,24 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
                                detail=quota.as_json()))
         _maybe_notify_over_quota(session, settings, case, quota, effects)
         return
-    question = case_question(session, settings, case, parsed)
+    question = case_question(session, settings, case, parsed, redacted)
     if question.redaction.found and question.redaction.as_json() != case.redaction:
         session.add(AuditEvent(case_id=case.id, actor="system", action="redacted",
                                detail=question.redaction.as_json()))
-    case.redaction = question.redaction.as_json()
     try:
-        # A savepoint: a drafting bug must not lose the case (or the mail) with it.
-        with session.begin_nested():
-            result = make_draft(session, settings, question=question.text, subject=case.subject,
-                                requester_name=case.requester.name,
-                                redaction=question.redaction)
+        # Drafting only reads, so a bug in it must not lose the case: the consultant gets a
+        # manual draft.  No savepoint (two more round trips per mail) is needed for that; a
+        # database error is different, as it leaves the transaction unusable on PostgreSQL:
+        # it propagates, nothing is committed, and the task retries the mail (workers.tasks),
+        # quarantining it with the error once its retries are spent.
+        result = make_draft(session, settings, question=question.text, subject=case.subject,
+                            requester_name=case.requester.name, redaction=question.redaction)
+    except DBAPIError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the consultant writes this one by hand
         log.exception("automatic drafting failed for case %s", case.id)
         result = _fallback_draft(exc)
+    case.redaction = question.redaction.as_json()
     version = _next_version(session, case)
     session.add(Draft(case=case, version=version, template=result.template,
                       text=result.text, html=result.html, author="machine", kind=result.kind))

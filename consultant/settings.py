@@ -198,6 +198,10 @@ class SmtpOutSettings(Section):
     maildir: str = ""
     timeout: int = 30
     max_attempts: int = 8
+    # A backlog is sent in groups of this many answers per commit (consultant.outbox.send): a
+    # sender killed mid-group leaves the group to reconcile against the Sent copy, or to a
+    # human as needs_check (1: one answer per commit, the smallest such window).
+    send_group: int = Field(default=10, ge=1)
 
 
 PLAN_KINDS = ("lifetime", "monthly", "topup")

@@ -203,3 +203,43 @@ def test_nul_characters_in_decoded_headers_and_body_are_stored(factory, settings
                       b"Subject: =?utf-8?q?NUL=00here_77301?=")
     mail, _ = ingest(factory, settings, raw)
     assert mail.disposition == "case" and mail.subject == "NULhere 77301"
+
+
+def test_a_drafting_bug_leaves_the_case_with_a_manual_draft(factory, settings, monkeypatch):
+    from consultant import processing
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ValueError("a bug in drafting")
+
+    monkeypatch.setattr(processing, "make_draft", broken)
+    mail_id = store_raw(factory, question_mail(), Location("cli")).mail_id
+    process_mail(factory, settings, mail_id)
+    with factory() as s:
+        case = s.execute(select(Case)).scalar_one()
+        assert case.status == "awaiting_review" and "draft_failed" in case.rule_hits
+        assert "automatic drafting failed" in case.drafts[-1].text
+        assert "a bug in drafting" in case.drafts[-1].text
+        assert s.get(InboundMail, mail_id).disposition == "case"
+
+
+def test_a_database_error_in_drafting_commits_nothing_so_the_mail_is_retried(
+        factory, settings, monkeypatch):
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from consultant import processing
+
+    def failing_query(session, *args, **kwargs):  # type: ignore[no-untyped-def]
+        session.execute(text("SELECT no_such_column FROM cases"))
+
+    monkeypatch.setattr(processing, "make_draft", failing_query)
+    mail_id = store_raw(factory, question_mail(), Location("cli")).mail_id
+    with pytest.raises(DBAPIError):
+        process_mail(factory, settings, mail_id)
+    with factory() as s:
+        assert s.execute(select(func.count(Case.id))).scalar() == 0
+        assert s.get(InboundMail, mail_id).disposition is None  # still to be processed
+    monkeypatch.undo()
+    process_mail(factory, settings, mail_id)  # the retry
+    with factory() as s:
+        assert s.execute(select(Case.status)).scalar_one() == "awaiting_review"

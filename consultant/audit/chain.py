@@ -17,7 +17,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, event, select, text, update
+from sqlalchemy import Table, bindparam, event, func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from consultant.models import AuditEvent
@@ -49,26 +49,41 @@ def _note_new_events(session: Session, _context: Any) -> None:
 
 
 def _seal(session: Session) -> None:
+    # before_commit also fires when a savepoint is released: sealing there would take the
+    # chain's lock and read its head twice per transaction.  The events stay pending (and
+    # unsealed rows are found again below) until the outermost commit.
+    if session.in_nested_transaction():
+        return
     session.flush()  # before_commit runs before commit's own final flush
     if not session.info.pop(_PENDING, False):
         return
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-    last = conn.execute(select(_TABLE.c.seq, _TABLE.c.hash).where(_TABLE.c.seq.is_not(None))
-                        .order_by(_TABLE.c.seq.desc()).limit(1)).first()
+    # The chain's head and the unsealed rows in one statement (after the lock, so it reads
+    # every chain commit made before ours).  Hashed from the rows as stored, not the objects in
+    # memory, so the digest is over exactly what verify reads back.
+    head_seq = select(func.max(_TABLE.c.seq)).scalar_subquery()
+    found = conn.execute(select(_TABLE).where(or_(_TABLE.c.seq.is_(None), _TABLE.c.seq == head_seq))
+                         .order_by(_TABLE.c.id)).all()
+    last = next((r for r in found if r.seq is not None), None)
+    rows = [r for r in found if r.seq is None]
     seq, prev = (int(last.seq), str(last.hash)) if last is not None else (0, GENESIS)
     if last is None:
         anchor = pruned_anchor(conn)
         if anchor is not None:
             seq, prev = anchor
-    rows = conn.execute(select(_TABLE).where(_TABLE.c.seq.is_(None)).order_by(_TABLE.c.id)).all()
+    sealed = []
     for row in rows:
         seq += 1
         own = digest(seq, prev, row.case_id, row.actor, row.action, row.detail, row.at)
-        conn.execute(update(_TABLE).where(_TABLE.c.id == row.id)
-                     .values(seq=seq, prev_hash=prev, hash=own))
+        sealed.append({"row_id": row.id, "new_seq": seq, "new_prev": prev, "new_hash": own})
         prev = own
+    if sealed:
+        # One executemany for the transaction's events (psycopg pipelines it: one round trip).
+        conn.execute(update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
+                     .values(seq=bindparam("new_seq"), prev_hash=bindparam("new_prev"),
+                             hash=bindparam("new_hash")), sealed)
 
 
 def pruned_anchor(conn: Any) -> tuple[int, str] | None:

@@ -5,11 +5,14 @@ The row moves ``pending → sending`` (committed) before the SMTP conversation s
 "outcome unknown": it is never blindly re-sent; it is reconciled against the Sent copy (or the
 Maildir) and otherwise handed to a human as ``needs_check``.
 
-A sender may go on with the next due row after one (``send_batch``): recording message *n* as
-sent and claiming message *n + 1* then share one transaction, so a backlog costs one commit per
-answer instead of two, and still at most one row per sender is in ``sending`` at any moment,
-only while its SMTP conversation is under way.  The database work is a few Core statements on
-one connection kept for the run (each pooled checkout would cost a pre-ping round trip).
+A sender may go on with further due rows after its own (``send_batch``), claimed in groups of
+``[smtp_out] send_group``: one commit claims a group, the relay takes its messages one after
+another on one connection, and one commit records them all as sent and claims the next group.
+A backlog then costs one commit per group instead of one or two per answer.  The price is the
+crash window: a sender killed mid-group leaves the whole group in ``sending`` (the answers it
+had handed over, and those it had not yet tried), and each is reconciled as above; nothing is
+ever sent twice.  ``send_group = 1`` keeps it to one answer at a time.  The database work is a
+few Core statements on one connection kept for the run.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.selectable import ScalarSelect, Select
+from sqlalchemy.sql.selectable import Select
 
 from consultant.db import transaction
 from consultant.models import (
@@ -90,24 +93,39 @@ def _due(now: datetime) -> ColumnElement[bool]:
                 or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now))
 
 
-def _claim_in(conn: Connection, outbox_id: int | None) -> Claimed | None:
-    """Move ``outbox_id`` (or, for None, the oldest due row no other sender holds) to
-    ``sending`` in the caller's transaction; None if it is not pending and due."""
+def _claim_in(conn: Connection, outbox_id: int | None, n: int = 1) -> list[Claimed]:
+    """Move ``outbox_id`` (or, for None, the ``n`` oldest due rows no other sender holds) to
+    ``sending`` in the caller's transaction, oldest first; empty if none is pending and due."""
     now = utcnow()
-    target: int | ScalarSelect[int] | None = outbox_id
-    if target is None:
+    if outbox_id is not None:
+        ids = [outbox_id]
+    else:
         # SKIP LOCKED: two senders draining together take different rows instead of queueing
-        # on the same one (PostgreSQL; SQLite writers are serialised anyway).
-        target = (select(Outbox.id).where(_due(now)).order_by(Outbox.id).limit(1)
-                  .with_for_update(skip_locked=True).scalar_subquery())
+        # on the same ones (PostgreSQL; SQLite writers are serialised anyway).  A statement of
+        # its own: as a subquery of the UPDATE, PostgreSQL may run it more than once, and each
+        # run skips the rows the last one locked, so LIMIT n claimed more than n rows.
+        ids = list(conn.execute(select(Outbox.id).where(_due(now)).order_by(Outbox.id).limit(n)
+                                .with_for_update(skip_locked=True)).scalars())
+        if not ids:
+            return []
+    target = Outbox.id.in_(ids)
     # The status test in the UPDATE itself makes the claim atomic: of two senders claiming one
     # row, the second waits for the first's row lock, re-reads the row and claims nothing.
-    row = conn.execute(
-        update(Outbox).where(Outbox.id == target, _due(now), Outbox.to_addr.not_in(_undeliverable()))
+    rows = conn.execute(
+        update(Outbox).where(target, _due(now), Outbox.to_addr.not_in(_undeliverable()))
         .values(status=OUT_SENDING, attempts=Outbox.attempts + 1, sending_started_at=now,
                 claimed_by=_owner())
-        .returning(*_CLAIMED)).first()
-    return Claimed(*row) if row is not None else None
+        .returning(*_CLAIMED)).all()
+    return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+
+
+def _release_in(conn: Connection, ids: list[int]) -> None:
+    """Give claimed rows whose SMTP conversation never started back to ``pending``, with the
+    attempt their claim counted taken back."""
+    if ids:
+        conn.execute(update(Outbox).where(Outbox.id.in_(ids), Outbox.status == OUT_SENDING)
+                     .values(status=OUT_PENDING, attempts=Outbox.attempts - 1,
+                             sending_started_at=None, claimed_by=None))
 
 
 def _undeliverable() -> Select[str]:
@@ -131,20 +149,24 @@ def _hold_undeliverable(session: Session) -> None:
                                detail={"outbox_id": outbox_id, "why": f"{to_addr} is marked undeliverable"}))
 
 
-def _record_sent_in(session: Session, outbox_id: int, how: str) -> None:
+def _record_sent_in(session: Session, outbox_ids: list[int], how: str) -> None:
+    """Record ``outbox_ids`` as sent (and their answers' cases), in the caller's transaction."""
+    if not outbox_ids:
+        return
     conn = session.connection()
-    row = conn.execute(update(Outbox).where(Outbox.id == outbox_id)
-                       .values(status=OUT_SENT, sent_at=utcnow(), last_error=None)
-                       .returning(Outbox.case_id, Outbox.kind, Outbox.message_id)).first()
-    assert row is not None, f"outbox {outbox_id} vanished while being sent"
-    case_id, kind, message_id = row
-    if case_id is not None and kind == "answer":
-        conn.execute(update(Case).where(Case.id == case_id).values(status=SENT))
-    # Added through the session, not inserted through the connection: the audit chain seals
-    # the events a session added when it commits (consultant.audit.chain).
-    session.add(AuditEvent(case_id=case_id, actor="system", action="sent",
-                           detail={"outbox_id": outbox_id, "message_id": message_id,
-                                   "kind": kind, "how": how}))
+    rows = conn.execute(update(Outbox).where(Outbox.id.in_(outbox_ids))
+                        .values(status=OUT_SENT, sent_at=utcnow(), last_error=None)
+                        .returning(Outbox.id, Outbox.case_id, Outbox.kind, Outbox.message_id)).all()
+    assert len(rows) == len(set(outbox_ids)), f"outbox rows vanished while being sent: {outbox_ids}"
+    answered = [case_id for _, case_id, kind, _ in rows if case_id is not None and kind == "answer"]
+    if answered:
+        conn.execute(update(Case).where(Case.id.in_(answered)).values(status=SENT))
+    for outbox_id, case_id, kind, message_id in sorted(rows):
+        # Added through the session, not inserted through the connection: the audit chain
+        # seals the events a session added when it commits (consultant.audit.chain).
+        session.add(AuditEvent(case_id=case_id, actor="system", action="sent",
+                               detail={"outbox_id": outbox_id, "message_id": message_id,
+                                       "kind": kind, "how": how}))
 
 
 def _engine(factory: sessionmaker[Session]) -> Engine:
@@ -178,63 +200,91 @@ def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Tr
     keep their attempts for their own retries.
     """
     deadline = time.monotonic() + seconds if seconds is not None else None
+    group = settings.smtp_out.send_group
     results: dict[int, str] = {}
 
-    def more() -> bool:
-        return len(results) < limit and (deadline is None or time.monotonic() < deadline)
+    def claim_more(conn: Connection, claimed: int = 0) -> list[Claimed]:
+        room = min(group - claimed, limit - len(results) - claimed)
+        if room <= 0 or (deadline is not None and time.monotonic() >= deadline):
+            return []
+        return _claim_in(conn, None, room)
 
     # One connection for the whole run (a pooled checkout per transaction would cost a pre-ping
     # round trip each), used through one session so the audit chain sees every commit.
     with _engine(factory).connect() as conn, factory(bind=conn) as session:
         with session.begin():
             _hold_undeliverable(session)
-            current = _claim_in(session.connection(), first_id)
-            if current is None and first_id is not None:
-                status = session.connection().execute(
-                    select(Outbox.status).where(Outbox.id == first_id)).scalar()
-                results[first_id] = status or "missing"
-                # Its own row was sent by another run: help with the backlog, if there is one
-                # (otherwise two senders would not drain it together: the second would only
-                # meet rows the first had already sent).
-                current = _claim_in(session.connection(), None) if more() else None
-        while current is not None:
-            try:
-                transport.send(current.raw, envelope_sender(settings, current.approved_by),
-                               current.to_addr)
-            except TemporaryFailure as exc:
-                results[current.id] = _record_failure(factory, settings, current.id, str(exc),
-                                                       permanent=False)
-                break
-            except PermanentFailure as exc:
-                results[current.id] = _record_failure(factory, settings, current.id, str(exc),
-                                                      permanent=True)
-                with session.begin():
-                    current = _claim_in(session.connection(), None) if more() else None
-                continue
-            except Exception as exc:  # noqa: BLE001 - unknown transport error: outcome unknown
-                _mark_needs_check(factory, current.id, f"unexpected error while sending: {exc!r}")
-                raise
-            if after_accept is not None:
-                after_accept(current)
-            if sent_folder is not None and sent_folder.enabled:
-                try:
-                    sent_folder.save(current.raw)
-                except Exception as exc:  # noqa: BLE001 - the answer went out; the copy is secondary
-                    log.warning("could not save a Sent copy of %s: %s", current.message_id, exc)
-            if before_record is not None:
-                before_record(current)
-            results[current.id] = OUT_SENT
-            # One commit records this message and claims the next: a crash before it leaves
-            # this row in "sending" (reconciled) and the next still "pending" (sent later).
+            claimed: list[Claimed] = []
+            if first_id is not None:
+                claimed = _claim_in(session.connection(), first_id)
+                if not claimed:
+                    status = session.connection().execute(
+                        select(Outbox.status).where(Outbox.id == first_id)).scalar()
+                    # Its own row was sent by another run: it helps with the backlog, if there
+                    # is one (otherwise two senders would not drain it together: the second
+                    # would only meet rows the first had already sent).
+                    results[first_id] = status or "missing"
+            claimed += claim_more(session.connection(), len(claimed))
+        while claimed:
+            sent, ended, error = _send_group(factory, settings, transport, sent_folder, claimed,
+                                             results, after_accept, before_record)
+            unsent = [c.id for c in claimed if c.id not in results]
+            # One commit records the group as sent and claims the next: a crash before it
+            # leaves the group's rows in "sending" (reconciled, never re-sent blindly).
             with session.begin():
-                _record_sent_in(session, current.id, how="smtp accepted")
-                current = _claim_in(session.connection(), None) if more() else None
+                _record_sent_in(session, sent, how="smtp accepted")
+                _release_in(session.connection(), unsent)
+                claimed = [] if ended else claim_more(session.connection())
+            if error is not None:
+                raise error
     return results
+
+
+def _send_group(factory: sessionmaker[Session], settings: Settings, transport: Transport,
+                sent_folder: SentFolder | None, claimed: list[Claimed], results: dict[int, str],
+                after_accept: Hook | None, before_record: Hook | None,
+                ) -> tuple[list[int], bool, Exception | None]:
+    """Hand each claimed row to the relay, in order, noting each outcome in ``results``.
+
+    Returns the accepted ids, whether the run must end, and the unexpected error that ended it
+    (raised by the caller once what went out is recorded).  A temporary failure ends the run:
+    the relay is likely in trouble, and the rows after it keep their attempts for their own
+    retries.
+    """
+    sent: list[int] = []
+    for current in claimed:
+        try:
+            transport.send(current.raw, envelope_sender(settings, current.approved_by),
+                           current.to_addr)
+        except TemporaryFailure as exc:
+            results[current.id] = _record_failure(factory, settings, current.id, str(exc),
+                                                   permanent=False)
+            return sent, True, None
+        except PermanentFailure as exc:
+            results[current.id] = _record_failure(factory, settings, current.id, str(exc),
+                                                  permanent=True)
+            continue
+        except Exception as exc:  # noqa: BLE001 - unknown transport error: outcome unknown
+            _mark_needs_check(factory, current.id, f"unexpected error while sending: {exc!r}")
+            results[current.id] = OUT_NEEDS_CHECK
+            return sent, True, exc
+        if after_accept is not None:
+            after_accept(current)
+        if sent_folder is not None and sent_folder.enabled:
+            try:
+                sent_folder.save(current.raw)
+            except Exception as exc:  # noqa: BLE001 - the answer went out; the copy is secondary
+                log.warning("could not save a Sent copy of %s: %s", current.message_id, exc)
+        if before_record is not None:
+            before_record(current)
+        results[current.id] = OUT_SENT
+        sent.append(current.id)
+    return sent, False, None
 
 
 def _record_sent(factory: sessionmaker[Session], outbox_id: int, how: str) -> None:
     with transaction(factory) as session:
-        _record_sent_in(session, outbox_id, how)
+        _record_sent_in(session, [outbox_id], how)
 
 
 def _record_failure(factory: sessionmaker[Session], settings: Settings, outbox_id: int,
@@ -291,7 +341,8 @@ def reconcile(factory: sessionmaker[Session], settings: Settings,
               transport: Transport | None = None, sent_folder: SentFolder | None = None,
               stale_after: timedelta | None = None) -> dict[str, int]:
     """Settle rows left in ``sending`` by a crashed sender: sent if a copy is found, else needs_check."""
-    stale = stale_after or timedelta(seconds=3 * settings.smtp_out.timeout + 30)
+    # `is None`, not `or`: timedelta(0) ("every orphan now") is falsy.
+    stale = stale_after if stale_after is not None else timedelta(seconds=3 * settings.smtp_out.timeout + 30)
     counts = {"sent": 0, "needs_check": 0}
     with factory() as session:
         rows = session.execute(select(Outbox.id, Outbox.message_id, Outbox.claimed_by,

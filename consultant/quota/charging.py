@@ -210,18 +210,20 @@ def grant_pack(session: Session, quota: QuotaSettings, account: Account, pack: s
 
 
 def grant_plan(session: Session, quota: QuotaSettings, account: Account, *, actor: str,
-               now: datetime) -> QuotaEntry | None:
+               now: datetime, new_account: bool = False) -> QuotaEntry | None:
     """The grant that starting the account's plan gives, unless it was given already.
 
     A lifetime plan brings the account's lifetime grants up to the plan's total (guest 1 →
     registered 6 grants 5), so going back and forth between plans never grants twice.  A monthly
-    plan grants the month's allowance at once, once per plan and period."""
+    plan grants the month's allowance at once, once per plan and period.  ``new_account``: the
+    account was created a moment ago in this transaction, so it has no entries to look up."""
     plan = get_plan(quota, account.plan)
     if plan.kind == "lifetime":
         key = f"plan:{plan.name}"
-        given = session.execute(select(func.coalesce(func.sum(QuotaEntry.delta), 0)).where(
-            QuotaEntry.account == account.key, QuotaEntry.kind == "grant",
-            QuotaEntry.key.like("plan:%"))).scalar_one()
+        given = 0 if new_account else session.execute(
+            select(func.coalesce(func.sum(QuotaEntry.delta), 0)).where(
+                QuotaEntry.account == account.key, QuotaEntry.kind == "grant",
+                QuotaEntry.key.like("plan:%"))).scalar_one()
         answers, bucket = plan.answers - int(given), LASTING
         why = f"{plan.name} plan: {plan.answers} answers in all"
     elif plan.kind == "monthly":
@@ -231,7 +233,7 @@ def grant_plan(session: Session, quota: QuotaSettings, account: Account, *, acto
         why = f"{plan.name} plan: {plan.answers} answers for the month from {label.isoformat()}"
     else:
         raise LedgerError(f"{plan.name} is a top-up pack; grant it, nobody is on it")
-    if answers <= 0 or session.execute(select(QuotaEntry.id).where(
+    if answers <= 0 or not new_account and session.execute(select(QuotaEntry.id).where(
             QuotaEntry.account == account.key, QuotaEntry.key == key)).first():
         return None
     entry = QuotaEntry(account=account.key, kind="grant", bucket=bucket, delta=answers,

@@ -224,7 +224,8 @@ def get_or_create_requester(session: Session, quota: QuotaSettings, email: str,
                               created_at=now)
         session.add(requester)
         session.flush()
-        charging.grant_plan(session, quota, requester_account(requester), actor="system", now=now)
+        charging.grant_plan(session, quota, requester_account(requester), actor="system", now=now,
+                            new_account=True)
     return requester
 
 

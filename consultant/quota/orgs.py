@@ -25,13 +25,15 @@ def _domain_of(email: str) -> str:
 
 
 def org_for(session: Session, email: str) -> Organisation | None:
-    """The organisation the address belongs to: as a listed member, else by its domain."""
+    """The organisation the address belongs to: as a listed member, else by its domain.
+
+    One query: an address belongs to at most one organisation (see above), so "listed, else by
+    domain" and "listed or by domain" are the same answer."""
     email = email.strip().lower()
-    org_id = session.execute(select(OrgMember.org_id).where(OrgMember.email == email)).scalar()
-    if org_id is None:
-        org_id = session.execute(select(OrgDomain.org_id)
-                                 .where(OrgDomain.domain == _domain_of(email))).scalar()
-    return session.get(Organisation, org_id) if org_id is not None else None
+    listed = select(OrgMember.org_id).where(OrgMember.email == email)
+    by_domain = select(OrgDomain.org_id).where(OrgDomain.domain == _domain_of(email))
+    return session.execute(select(Organisation).where(
+        or_(Organisation.id.in_(listed), Organisation.id.in_(by_domain))).limit(1)).scalar()
 
 
 def get_org(session: Session, name: str) -> Organisation:

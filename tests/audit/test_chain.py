@@ -41,6 +41,36 @@ def test_events_are_sealed_in_commit_order_and_verify(factory):
     assert result.ok and result.events == 7 and result.head_hash == events[-1].hash
 
 
+def test_a_savepoint_defers_sealing_to_the_outer_commit(factory):
+    """Releasing a savepoint fires before_commit too; the chain is sealed once, at the end."""
+    from sqlalchemy import event
+
+    heads: list[str] = []
+    engine = factory.kw["bind"]
+
+    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if "max(audit.seq)" in statement:
+            heads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with transaction(factory) as s:
+            s.add(AuditEvent(case_id=None, actor="a", action="received", detail={}))
+            with s.begin_nested():
+                s.add(AuditEvent(case_id=None, actor="a", action="inner", detail={}))
+            with s.begin_nested() as rolled_back:
+                s.add(AuditEvent(case_id=None, actor="a", action="lost", detail={}))
+                s.flush()
+                rolled_back.rollback()
+            s.add(AuditEvent(case_id=None, actor="a", action="drafted", detail={}))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(heads) == 1  # the chain's head read once: one seal for the transaction
+    events = rows(factory)
+    assert [(e.seq, e.action) for e in events] == [(1, "received"), (2, "inner"), (3, "drafted")]
+    assert verify(factory).ok
+
+
 def test_a_rolled_back_event_leaves_no_trace(factory):
     write(factory, 2)
     try:

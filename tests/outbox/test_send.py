@@ -193,3 +193,87 @@ def test_a_run_whose_own_answer_is_gone_helps_with_the_backlog(factory, settings
     assert send_one(factory, settings, done, transport) == "sent"
     assert len(smtp_sink.messages) == 2
     transport.close()
+
+
+def test_a_backlog_is_sent_in_groups_with_one_commit_each(factory, settings, smtp_sink):
+    from sqlalchemy import event
+
+    from consultant.outbox.send import send_batch
+
+    ids = _queued_rows(factory, settings, 10)
+    commits: list[int] = []
+    engine = factory.kw["bind"]
+
+    def count(conn):  # type: ignore[no-untyped-def]
+        commits.append(1)
+
+    event.listen(engine, "commit", count)
+    settings.smtp_out.send_group = 5
+    transport = to_sink(settings, smtp_sink)
+    got = send_batch(factory, settings, transport, first_id=ids[0], limit=100)
+    event.remove(engine, "commit", count)
+    assert got == {i: "sent" for i in ids}
+    # claim 5 | record 5 + claim 5 | record 5 + claim none
+    assert len(commits) == 3
+    assert len(smtp_sink.messages) == 10
+    with factory() as s:
+        assert all(s.get(Outbox, i).status == "sent" and s.get(Outbox, i).attempts == 1
+                   for i in ids)
+    transport.close()
+
+
+def test_a_temporary_failure_mid_group_keeps_what_went_out_and_gives_back_the_rest(
+        factory, settings, smtp_sink):
+    from consultant.outbox.send import send_batch
+
+    first, second, third, fourth = _queued_rows(factory, settings, 4)
+
+    def fail_after_two(envelope):  # type: ignore[no-untyped-def]
+        if len(smtp_sink.handler.messages) == 1:  # this is the second: the next one fails
+            smtp_sink.handler.reply = "451 4.3.0 try again later"
+
+    smtp_sink.handler.on_data = fail_after_two
+    transport = to_sink(settings, smtp_sink)
+    got = send_batch(factory, settings, transport, first_id=first, limit=10)
+    assert got == {first: "sent", second: "sent", third: "pending"}
+    assert len(smtp_sink.messages) == 2
+    with factory() as s:
+        rows = {i: s.get(Outbox, i) for i in (first, second, third, fourth)}
+        assert [rows[i].status for i in (first, second, third, fourth)] == [
+            "sent", "sent", "pending", "pending"]
+        assert rows[third].attempts == 1 and rows[third].next_attempt_at is not None
+        # Claimed with the group but never tried: back as it was.
+        assert rows[fourth].attempts == 0 and rows[fourth].claimed_by is None
+    transport.close()
+
+
+def test_a_sender_dying_mid_group_never_sends_an_answer_twice(factory, settings, smtp_sink):
+    from datetime import timedelta
+
+    from consultant.outbox.send import send_batch
+
+    ids = _queued_rows(factory, settings, 3)
+
+    class Killed(BaseException):
+        """Stands for SIGKILL: nothing after it runs (not even except Exception)."""
+
+    def die_on_second(claimed):  # type: ignore[no-untyped-def]
+        if claimed.id == ids[1]:
+            raise Killed
+
+    transport = to_sink(settings, smtp_sink)
+    try:
+        send_batch(factory, settings, transport, first_id=ids[0], limit=10, after_accept=die_on_second)
+    except Killed:
+        pass
+    transport.close()
+    with factory() as s:
+        assert [s.get(Outbox, i).status for i in ids] == ["sending"] * 3
+    # No Sent copy to check against: every row of the group goes to a human, none is re-sent.
+    counts = reconcile(factory, settings, to_sink(settings, smtp_sink), None,
+                       stale_after=timedelta(seconds=0))
+    assert counts == {"sent": 0, "needs_check": 3}
+    transport = to_sink(settings, smtp_sink)
+    assert send_batch(factory, settings, transport, first_id=None, limit=10) == {}
+    transport.close()
+    assert len(smtp_sink.messages) == 2
