@@ -1,7 +1,8 @@
 """Is every mailbox being read?  One answer per configured mailbox, from its state row.
 
-A mailbox is *stale* when it has not fetched for ``[imap] alert_after_minutes`` (or has been
-failing that long without ever fetching).  A mailbox with no state row yet has simply not been
+A mailbox is *stale* when it has not fetched for its ``alert_after_minutes`` (a
+``[[imap.mailboxes]]`` table's own, else ``[imap]``'s), or has been failing that long without
+ever fetching.  A mailbox with no state row yet has simply not been
 polled since it was configured: reported as ``unknown``, not as a failure, so a fresh start
 does not page anyone.
 """
@@ -35,7 +36,6 @@ class MailboxHealth:
 
 def mailbox_health(session: Session, imap: ImapSettings, now: datetime | None = None) -> list[MailboxHealth]:
     now = now or utcnow()
-    limit = timedelta(minutes=imap.alert_after_minutes)
     states = {(s.mailbox, s.folder): s for s in session.execute(select(ImapState)).scalars()}
     result = []
     for cfg in imap.all_mailboxes():
@@ -46,7 +46,7 @@ def mailbox_health(session: Session, imap: ImapSettings, now: datetime | None = 
         # An idle mailbox still "fetches" at every IDLE timeout (minutes), so silence this
         # long means the poller is failing or gone.
         since = state.last_fetch_at or state.failing_since
-        stale = since is not None and now - since >= limit
+        stale = since is not None and now - since >= timedelta(minutes=cfg.alert_after_minutes)
         result.append(MailboxHealth(cfg.label, cfg.folder, "stale" if stale else "ok",
                                     state.last_fetch_at, state.last_error, state.failures or 0))
     return result

@@ -3,7 +3,22 @@
 Quoted earlier mail must not be read again as a new question (a follow-up quoting our own
 answer would otherwise re-extract every code we cited), so the cut is conservative: the first
 reply header ("On … wrote:", Outlook's "-----Original Message-----" or a "From:/Sent:" block)
-ends the new text, and ``>`` lines are dropped wherever they are.
+ends the new text, and ``>`` lines are dropped wherever they are.  The stored raw mail and
+the full text part keep everything that is cut here.
+
+These line rules are ours rather than a reply-parser library's because both maintained
+candidates take superlinear time on short hostile bodies, and a body may be 50,000 characters
+(measured 2026-12 on mail-parser-reply 1.36 and email_reply_parser 0.5.12, CPU time): "On "
+repeated on one line takes mail-parser-reply 0.55 s at 4,000 characters and 2.2 s at 8,000,
+email_reply_parser over 20 s at 4,000; lines of " " or a tab take mail-parser-reply 1.5-1.8 s
+at 8,000; lines of "On" or "On Monday John said" take email_reply_parser 2.3 s at 2,000 and
+2.7 s at 8,000; all of these run over 30 s at 40,000, where these rules take under 0.04 s.
+A cap small enough to bound them (~2,000 characters) would cut real questions, and finding
+the first quote header to bound their input is what these rules already do.  On the 1,826
+parseable corpus mails they were fast (p99 7.0 ms / 1.6 ms, max 14 ms / 3 ms, against 0.8 ms
+/ 4 ms here) and agreed with these rules on 33 and 40 of the 47 replies; where they differ,
+mail-parser-reply keeps inline ``>`` quotes that follow no header and cuts at "Thank you," or
+"Best regards" lines even mid-text.
 
 A forward is the exception: a coder who forwards a colleague's question and adds little
 ("FYI", "see below") means the forwarded text as the question.  When the forwarder's own words

@@ -59,19 +59,24 @@ class Due:
         return DUE_SOON if now >= self.soon_from else ON_TIME
 
 
-def clock_starts(session: Session, rows: list[tuple[int, datetime]]) -> dict[int, datetime]:
-    """When the clock of each ``(case id, first mail's arrival)`` started (see the module)."""
+def clock_starts(session: Session, rows: list[tuple[int, datetime]], where: list[Any]
+                 ) -> dict[int, datetime]:
+    """When the clock of each ``(case id, first mail's arrival)`` started (see the module);
+    ``where``: the conditions on Case that selected the rows (the audit is read by a join on
+    them, not by a list of thousands of ids)."""
     starts = dict(rows)
     if not starts:
         return starts
     events = session.execute(
         select(AuditEvent.case_id, AuditEvent.action, AuditEvent.at)
-        .where(AuditEvent.case_id.in_(list(starts)),
-               AuditEvent.action.in_((*WAITS, "drafted")))
+        .join(Case, Case.id == AuditEvent.case_id)
+        .where(*where, AuditEvent.action.in_((*WAITS, "drafted")))
         .order_by(AuditEvent.case_id, AuditEvent.at, AuditEvent.id)).all()
     waited: dict[int, bool] = {}
     for case_id, action, at in events:
-        assert case_id is not None  # selected by case_id IN (...)
+        assert case_id is not None  # joined on it
+        if case_id not in starts:
+            continue
         if action in WAITS:
             waited[case_id] = True
         elif waited.pop(case_id, False):
@@ -79,12 +84,18 @@ def clock_starts(session: Session, rows: list[tuple[int, datetime]]) -> dict[int
     return starts
 
 
-def _dues(session: Session, settings: Settings, query: Any) -> list[Due]:
-    rows: list[tuple[int, str, str, datetime]] = [tuple(r) for r in session.execute(query).all()]
+def _dues(session: Session, settings: Settings, where: list[Any]) -> list[Due]:
+    """Due times of the cases on the clock that match ``where`` (conditions on Case)."""
+    where = [Case.status.in_(ON_THE_CLOCK), *where]
+    rows = [(int(i), str(email), str(plan), arrived) for i, email, plan, arrived in session.execute(
+        select(Case.id, Requester.email, Requester.plan, InboundMail.received_at)
+        .join(Requester, Case.requester_id == Requester.id)
+        .join(InboundMail, InboundMail.id == Case.first_mail_id)
+        .where(*where)).all()]
     if not rows:
         return []
     found = orgs.orgs_for(session, list({email for _, email, _, _ in rows}))
-    starts = clock_starts(session, [(case_id, arrived) for case_id, _, _, arrived in rows])
+    starts = clock_starts(session, [(case_id, arrived) for case_id, _, _, arrived in rows], where)
     sla = settings.sla
     out = []
     for case_id, email, plan, _ in rows:
@@ -98,25 +109,17 @@ def _dues(session: Session, settings: Settings, query: Any) -> list[Due]:
     return out
 
 
-def _base() -> Any:
-    """(case id, requester email, requester plan, first mail's arrival) of cases."""
-    return (select(Case.id, Requester.email, Requester.plan, InboundMail.received_at)
-            .join(Requester, Case.requester_id == Requester.id)
-            .join(InboundMail, InboundMail.id == Case.first_mail_id))
-
-
 def dues_for(session: Session, settings: Settings, case_ids: Iterable[int]) -> dict[int, Due]:
     """The due time of each of ``case_ids`` that is on the clock (others are left out)."""
     ids = list(case_ids)
     if not ids:
         return {}
-    query = _base().where(Case.id.in_(ids), Case.status.in_(ON_THE_CLOCK))
-    return {d.case_id: d for d in _dues(session, settings, query)}
+    return {d.case_id: d for d in _dues(session, settings, [Case.id.in_(ids)])}
 
 
 def open_dues(session: Session, settings: Settings) -> list[Due]:
     """Every case on the clock, soonest due first."""
-    dues = _dues(session, settings, _base().where(Case.status.in_(ON_THE_CLOCK)))
+    dues = _dues(session, settings, [])
     return sorted(dues, key=lambda d: (d.due_at, d.case_id))
 
 

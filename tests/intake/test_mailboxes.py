@@ -53,6 +53,19 @@ def test_mailboxes_are_read_from_the_config_with_secrets_from_the_environment(tm
             load_settings(config, environ={})
 
 
+@on_sqlite
+def test_each_mailbox_is_alerted_after_its_own_alert_after_minutes(settings, factory):
+    settings.imap.host, settings.imap.username, settings.imap.alert_after_minutes = "h", "main", 30
+    settings.imap.mailboxes = [{"username": "urgent", "alert_after_minutes": 5}]
+    ten_minutes_ago = utcnow() - timedelta(minutes=10)
+    with factory() as s, s.begin():
+        for label in ("main@h", "urgent@h"):
+            s.add(ImapState(mailbox=label, folder="INBOX", uidvalidity=1, last_fetch_at=ten_minutes_ago))
+    with factory() as s:
+        health = {h.mailbox: h.status for h in mailbox_health(s, settings.imap)}
+    assert health == {"main@h": "ok", "urgent@h": "stale"}
+
+
 def _poll_in_thread(poller: ImapPoller) -> threading.Thread:
     thread = threading.Thread(target=poller.run_forever, daemon=True)
     thread.start()

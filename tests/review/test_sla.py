@@ -116,3 +116,15 @@ def test_draft_latency_runs_from_arrival_to_the_first_draft_without_waits(consol
     body = console.client().get("/metrics").text
     assert metric(body, "caseconsultant_draft_latency_seconds_count") == 2
     assert 90 <= metric(body, "caseconsultant_draft_latency_seconds_sum") < 180
+
+
+def test_the_breach_list_shows_the_most_urgent_and_counts_them_all(console, monkeypatch):
+    from consultant.review.web import pages_sla
+
+    monkeypatch.setattr(pages_sla, "SHOWN", 1)
+    older, newer = console.case(sender="o@clinic.test"), console.case(sender="n@clinic.test")
+    backdate(console.factory, older, 9)
+    backdate(console.factory, newer, 6)
+    page = console.logged_in().get("/sla").text
+    assert "2 overdue" in page and "the 1 most urgent of 2" in page
+    assert f'data-case="{older}"' in page and f'data-case="{newer}"' not in page

@@ -97,7 +97,7 @@ def healthz(request: Request) -> Response:
     mailboxes = check_mailboxes(console.factory, console.settings) if checks["database"] is None else []
     stale = [m for m in mailboxes if m.status == "stale"]
     if stale:
-        checks["mailboxes"] = "not fetched for [imap] alert_after_minutes: " + ", ".join(
+        checks["mailboxes"] = "not fetched for alert_after_minutes: " + ", ".join(
             f"{m.mailbox}/{m.folder}" + (f" ({m.last_error})" if m.last_error else "") for m in stale)
     failing = [name for name, err in checks.items() if err]
     body: dict[str, Any] = {"status": "ok" if not failing else "unavailable",
@@ -165,7 +165,7 @@ class PipelineCollector(Collector):
         mailboxes = mailbox_health(session, self.settings.imap)
         stale = GaugeMetricFamily(
             "caseconsultant_imap_mailbox_stale",
-            "1 when a configured mailbox has not fetched for [imap] alert_after_minutes, else 0.",
+            "1 when a configured mailbox has not fetched for its alert_after_minutes, else 0.",
             labels=["mailbox", "folder"])
         failures = GaugeMetricFamily(
             "caseconsultant_imap_consecutive_failures",

@@ -12,6 +12,7 @@ from consultant.review import sla
 from consultant.review.web.app import console_of
 
 router = APIRouter()
+SHOWN = 200
 
 
 @router.get("/sla")
@@ -21,6 +22,9 @@ def sla_page(request: Request) -> Response:
     now = utcnow()
     with console.factory() as session:
         overdue, soon = sla.breaches(session, console.settings, now)
+        counts = {"overdue": len(overdue), "soon": len(soon)}
+        # A bad day can have thousands late: the counts are whole, the lists their most urgent.
+        overdue, soon = overdue[:SHOWN], soon[:SHOWN]
         ids = [d.case_id for d in (*overdue, *soon)]
         cases = {c.id: c for c in session.execute(
             select(Case).where(Case.id.in_(ids)).options(selectinload(Case.requester))).scalars()
@@ -28,4 +32,5 @@ def sla_page(request: Request) -> Response:
         return console.render(request, "sla.html", {
             "user": user, "overdue": [(d, cases[d.case_id]) for d in overdue],
             "soon": [(d, cases[d.case_id]) for d in soon], "sla": console.settings.sla,
-            "plans": sorted(console.settings.sla.plans.items())})
+            "plans": sorted(console.settings.sla.plans.items()), "counts": counts,
+            "shown": SHOWN})

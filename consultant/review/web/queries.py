@@ -202,7 +202,9 @@ def ordered_ids(session: Session, settings: Settings, view: QueueView, me: str) 
     if view.sort == "sla":
         # Due times depend on the plan and on waits recorded in the audit (consultant.review.sla),
         # so this order is made here; cases off the clock (held, waiting) follow, oldest first.
-        dues = sla.dues_for(session, settings, ids)
+        # Every case on the clock (one join, no list of thousands of ids); those not in the
+        # view are simply not looked up.
+        dues = {d.case_id: d for d in sla.open_dues(session, settings)}
         status: dict[int, str] = {case_id: st for case_id, st in rows}
         far = datetime.max.replace(tzinfo=UTC)
         position = {case_id: i for i, case_id in enumerate(ids)}
