@@ -370,6 +370,42 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# The servers' processes, by name (pg_ctl and Dovecot daemonise, so they are not our children).
+SERVER_COMMANDS = {"postgres", "redis-server", "dovecot", "imap", "imap-login", "auth", "anvil",
+                   "log", "config", "stats", "indexer", "indexer-worker"}
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far (Linux /proc): the whole machine (every CPU, every program);
+    this process (the bench: poller, load generator and watchers, all threads); the Celery
+    worker processes it started; and the servers (PostgreSQL, Redis, Dovecot, counted by
+    process name, so another program's use of them on a shared machine counts here too).
+    Processes that ended meanwhile are not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat", encoding="ascii") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    me = os.getpid()
+    workers = servers = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text(encoding="ascii", errors="replace")
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        rest = stat[stat.rindex(")") + 2:].split()
+        cpu = (int(rest[11]) + int(rest[12])) / tick
+        if int(rest[1]) == me and b"celery" in cmdline:
+            workers += cpu
+        elif name in SERVER_COMMANDS:
+            servers += cpu
+    own = os.times()
+    return {"machine": (user + nice + system + irq + softirq + steal) / tick,
+            "bench": own.user + own.system, "workers": workers, "servers": servers}
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
