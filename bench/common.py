@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -281,6 +282,17 @@ def question_mail(n: int, *, sender: str | None = None, tag: str = "bench") -> t
 
 
 # --- the pipeline, in-process like `caseconsultant run` ----------------------------------
+def _die_with_parent() -> None:
+    """In a bench worker process: end it when the bench process dies (even by SIGKILL or a
+    test's timeout), so no orphan goes on taking tasks from the bench's Redis database."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
+
 @contextmanager
 def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
              threads: bool = False, include: tuple[str, ...] = ()) -> Iterator[object]:
@@ -307,7 +319,7 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
     import tempfile
 
     from consultant.runtime import Runtime
-    from consultant.services import PollerThread
+    from consultant.services import start_pollers
     from tests.helpers import write_config
     from workers.app import app, configure
 
@@ -316,29 +328,37 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
     tmp = tempfile.mkdtemp(prefix="cc-bench-")
     config = write_config(settings, Path(tmp) / "bench.toml")
     env = {**os.environ, "CASECONSULTANT_CONFIG": str(config), "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo",
-         "-Q", "intake,drafting,sending", "--loglevel=WARNING", "--without-heartbeat",
-         "--without-mingle", "--without-gossip", "-n", f"bench{i}@%h",
-         *([f"--include={','.join(include)}"] if include else [])], cwd=REPO, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
-    if procs:
-        wait_until(lambda: len(app.control.ping(timeout=0.5) or []) >= len(procs), timeout=60)
+    procs: list[subprocess.Popen[bytes]] = []
     recorder = None
-    if PROFILE_DIR is not None and procs:
-        from bench.pyspy import Recorder
-
-        global _profiles
-        _profiles += 1
-        recorder = Recorder(PROFILE_DIR, [p.pid for p in procs], f"pipeline{_profiles}")
-    poll = PollerThread(rt).start() if poller else None
+    stops: list[Callable[[], None]] = []
+    # Everything started from here on is stopped in the finally: a worker process left behind
+    # by a failed start keeps consuming this Redis database's queues with its old settings,
+    # and takes the tasks of every later run on it.
     try:
+        procs += [subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=solo",
+             "-Q", "intake,drafting,sending", "--loglevel=WARNING", "--without-heartbeat",
+             "--without-mingle", "--without-gossip", "-n", f"bench{i}@%h",
+             *([f"--include={','.join(include)}"] if include else [])], cwd=REPO, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            for i in range(workers)]
+        if procs:
+            if not wait_until(lambda: len(app.control.ping(timeout=0.5) or []) >= len(procs),
+                              timeout=60):
+                raise RuntimeError(f"{len(procs)} bench worker processes did not answer in 60 s")
+        if PROFILE_DIR is not None and procs:
+            from bench.pyspy import Recorder
+
+            global _profiles
+            _profiles += 1
+            recorder = Recorder(PROFILE_DIR, [p.pid for p in procs], f"pipeline{_profiles}")
+        stops = start_pollers(rt) if poller else []
         yield rt
     finally:
         if recorder is not None:
             recorder.stop()
-        if poll is not None:
-            poll.stop()
+        for stop in stops:
+            stop()
         for proc in procs:
             proc.terminate()
         for proc in procs:
@@ -348,6 +368,42 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
                 proc.kill()
         rt.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# The servers' processes, by name (pg_ctl and Dovecot daemonise, so they are not our children).
+SERVER_COMMANDS = {"postgres", "redis-server", "dovecot", "imap", "imap-login", "auth", "anvil",
+                   "log", "config", "stats", "indexer", "indexer-worker"}
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far (Linux /proc): the whole machine (every CPU, every program);
+    this process (the bench: poller, load generator and watchers, all threads); the Celery
+    worker processes it started; and the servers (PostgreSQL, Redis, Dovecot, counted by
+    process name, so another program's use of them on a shared machine counts here too).
+    Processes that ended meanwhile are not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat", encoding="ascii") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    me = os.getpid()
+    workers = servers = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text(encoding="ascii", errors="replace")
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        rest = stat[stat.rindex(")") + 2:].split()
+        cpu = (int(rest[11]) + int(rest[12])) / tick
+        if int(rest[1]) == me and b"celery" in cmdline:
+            workers += cpu
+        elif name in SERVER_COMMANDS:
+            servers += cpu
+    own = os.times()
+    return {"machine": (user + nice + system + irq + softirq + steal) / tick,
+            "bench": own.user + own.system, "workers": workers, "servers": servers}
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

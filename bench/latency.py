@@ -19,6 +19,7 @@ generator itself fell behind its schedule (then the capacity is "at least" that 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from bench.common import (
     Env,
     Figure,
     Sizes,
+    cpu_seconds,
     empty_folder,
     imap_client,
     percentile,
@@ -227,6 +229,30 @@ def latency_figures(prefix: str, run: Run, ceiling: Run | None) -> list[Figure]:
     return figures
 
 
+def cpu_figures(rate: float, drafted: int, before: dict[str, float],
+                after: dict[str, float]) -> list[Figure]:
+    """Where the machine's CPU went per drafted mail during one sustained rate, and the rate
+    two cores could carry at that cost: the physical bound the capacity is measured against."""
+    if not drafted:
+        return []
+    ms = {k: (after[k] - before[k]) * 1000 / drafted for k in before}
+    rest = ms["machine"] - ms["workers"] - ms["bench"] - ms["servers"]
+    cores = os.cpu_count() or 1
+    return [
+        Figure(f"latency.cpu.workers@{rate:g}/s", ms["workers"], "ms/mail",
+               note="the 2 Celery worker processes (parse, classify, analysis, draft, database client)"),
+        Figure(f"latency.cpu.poller+generator@{rate:g}/s", ms["bench"], "ms/mail",
+               note="this process: IMAP poller (fetch, store, enqueue) and the APPEND load generator"),
+        Figure(f"latency.cpu.servers@{rate:g}/s", ms["servers"], "ms/mail",
+               note="PostgreSQL, Redis, Dovecot (by process name)"),
+        Figure(f"latency.cpu.other_programs@{rate:g}/s", rest, "ms/mail",
+               note="everything else on the machine meanwhile (0 on a quiet machine)"),
+        Figure(f"latency.cpu.bound@{rate:g}/s", cores * 1000 / (ms["machine"] - rest), "mail/s",
+               note=f"{cores} cores / {ms['machine'] - rest:.1f} CPU-ms per mail of the pipeline: "
+                    "the most this cost allows"),
+    ]
+
+
 def _finite(x: float) -> float | None:
     return x if x == x and x != float("inf") else None
 
@@ -275,8 +301,10 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
         if warm.missing:
             raise RuntimeError(f"warm-up: {warm.missing}/10 mails not drafted within 120 s")
         for rate in sizes.rates:
+            before = cpu_seconds()
             got = pipeline_run(env, rt, user, rate, max(10, int(rate * seconds)), tag=f"lat{rate}")
             figures += latency_figures("latency", got, baselines[rate])
+            figures += cpu_figures(rate, len(got.got), before, cpu_seconds())
         capacity, runs = step_capacity(
             sizes.capacity_rates,
             lambda rate: pipeline_run(env, rt, user, rate, max(10, int(rate * sizes.capacity_seconds)),

@@ -308,6 +308,8 @@ def case_question(session: Session, settings: Settings, case: Case,
 
 def open_cases_ahead(session: Session, case: Case) -> int:
     """Cases of the same requester that will use quota before this one."""
+    if ledger.is_new(session, case.requester):
+        return 0  # their first mail: this case is the only one they have
     return int(session.execute(
         select(func.count(Case.id)).where(Case.requester_id == case.requester_id,
                                           Case.id != case.id,

@@ -211,6 +211,17 @@ def status(session: Session, quota: QuotaSettings, requester: Requester,
     return status_of(quota, account, rows(session, account), now or utcnow(), requester.email)
 
 
+_NEW = "caseconsultant.new_requesters"
+
+
+def is_new(session: Session, requester: Requester) -> bool:
+    """Whether ``requester`` was created in the session's current transaction (so no other
+    transaction can have given them cases or entries yet)."""
+    made = session.info.get(_NEW)
+    # Keyed on the transaction object: the mark ends with the transaction that made it.
+    return made is not None and made[0] is session.get_transaction() and requester.id in made[1]
+
+
 def get_or_create_requester(session: Session, quota: QuotaSettings, email: str,
                             name: str | None = None, now: datetime | None = None) -> Requester:
     """The requester with this address; a new one is a guest and gets the guest grant."""
@@ -224,6 +235,10 @@ def get_or_create_requester(session: Session, quota: QuotaSettings, email: str,
                               created_at=now)
         session.add(requester)
         session.flush()
+        made = session.info.get(_NEW)
+        if made is None or made[0] is not session.get_transaction():
+            made = session.info[_NEW] = (session.get_transaction(), set[int]())
+        made[1].add(requester.id)
         charging.grant_plan(session, quota, requester_account(requester), actor="system", now=now,
                             new_account=True)
     return requester

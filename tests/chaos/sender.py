@@ -2,7 +2,8 @@
 
     python -m tests.chaos.sender CONFIG
 
-Each pass reconciles rows a killed sender left in ``sending``, sends due answers, and
+Each pass reconciles rows a killed sender left in ``sending``, sends due answers (in groups,
+as the send task does), and
 re-enqueues mails whose task was lost (what ``caseconsultant run``'s sweeper does every 30 s),
 here every second so the chaos run is short.
 """
@@ -14,7 +15,7 @@ import sys
 import time
 from datetime import timedelta
 
-from consultant.outbox.send import send_one
+from consultant.outbox.send import send_batch
 from consultant.runtime import Runtime
 from consultant.settings import load_settings
 from consultant.sweep import sweep
@@ -35,7 +36,10 @@ def main(config: str) -> None:
     transport = rt.transport()
 
     def send(outbox_id: int) -> None:
-        send_one(rt.factory, settings, outbox_id, transport, rt.sent_folder)
+        # As the send_outbox task does (workers.tasks): the row, then further due rows in
+        # groups of [smtp_out] send_group, so a SIGKILL can land in the middle of a group.
+        send_batch(rt.factory, settings, transport, rt.sent_folder, first_id=outbox_id,
+                   limit=200, seconds=1.0)
 
     while True:
         try:

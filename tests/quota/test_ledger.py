@@ -195,3 +195,15 @@ def test_leaving_a_monthly_plan_for_a_lifetime_one_expires_the_month(factory, qu
         status = ledger.status(s, quota, r, now=utc(2026, 3, 10) + timedelta(seconds=1))
         assert (status.monthly_remaining, status.lasting_remaining) == (0, 6)
         assert ledger.status(s, quota, r, now=utc(2026, 7, 1)).answers_remaining == 6
+
+
+def test_a_requester_is_new_only_in_the_transaction_that_made_it(factory, settings):
+    from consultant.quota.ledger import get_or_create_requester, is_new
+
+    with factory() as s:
+        with s.begin():
+            ann = get_or_create_requester(s, settings.quota, "ann@clinic.test")
+            assert is_new(s, ann)
+        with s.begin():  # the same session, a later transaction
+            again = get_or_create_requester(s, settings.quota, "ann@clinic.test")
+            assert again.id == ann.id and not is_new(s, again)
