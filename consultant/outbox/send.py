@@ -192,9 +192,10 @@ def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Tr
                sent_folder: SentFolder | None = None, *, first_id: int | None = None,
                limit: int = 1, seconds: float | None = None, after_accept: Hook | None = None,
                before_record: Hook | None = None) -> dict[int, str]:
-    """Send ``first_id`` (if given and due), then further due rows, oldest first, up to
-    ``limit`` rows or ``seconds``; returns the status of each row tried (and of ``first_id`` in
-    any case: ``sent``/``sending`` by another sender, ``missing`` ...).
+    """Send ``first_id`` (if given and due), then further due rows, oldest first, in groups of
+    ``[smtp_out] send_group``, up to ``limit`` rows or ``seconds``; returns the status of each
+    row tried (and of ``first_id`` in any case: ``sent``/``sending`` by another sender,
+    ``missing`` ...).
 
     A temporary failure ends the run: the relay is likely in trouble, and the remaining rows
     keep their attempts for their own retries.
@@ -209,8 +210,8 @@ def send_batch(factory: sessionmaker[Session], settings: Settings, transport: Tr
             return []
         return _claim_in(conn, None, room)
 
-    # One connection for the whole run (a pooled checkout per transaction would cost a pre-ping
-    # round trip each), used through one session so the audit chain sees every commit.
+    # One connection for the whole run (no pool checkout per transaction), used through one
+    # session so the audit chain sees every commit.
     with _engine(factory).connect() as conn, factory(bind=conn) as session:
         with session.begin():
             _hold_undeliverable(session)
