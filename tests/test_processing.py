@@ -243,3 +243,14 @@ def test_a_database_error_in_drafting_commits_nothing_so_the_mail_is_retried(
     process_mail(factory, settings, mail_id)  # the retry
     with factory() as s:
         assert s.execute(select(Case.status)).scalar_one() == "awaiting_review"
+
+
+def test_a_raw_8bit_byte_in_a_broken_from_header_is_stored_not_raised(factory, settings):
+    """Found by the long fuzz mode: an encoded word the strict parser refuses, then a raw 0x80,
+    left a lone surrogate in the sender's address, which the database driver cannot encode."""
+    raw = (b"From: =?utf-8?b?SmFuZQ0KQmNjOiB4QGV2aWwuZXhhbXBsZQ\x00=?=\x00\x80jane.doe@clinic.example>"
+           b"\r\nTo: consult@cc.test\r\nSubject: x\r\nMessage-ID: <q-8bit@clinic.test>\r\n\r\n"
+           b"Can 77301 and 77338 be billed together?\r\n")
+    mail, _ = ingest(factory, settings, raw)
+    assert mail.disposition is not None
+    assert "\ufffd" in (mail.from_addr or "") or mail.disposition == "quarantined"

@@ -107,10 +107,11 @@ def quick_headers(raw: bytes) -> QuickHeaders:
     try:
         msg = BytesParser(policy=policy.compat32).parsebytes(split_header_block(raw)[0][:MAX_HEADER_BYTES],
                                                              headersonly=True)
-        ids = message_ids_in(str(msg.get("Message-ID", "") or ""))
-        _, addr = parseaddr(str(msg.get("From", "") or ""))
+        # Every value is stored: cleaned of NULs and raw 8-bit bytes (see without_nul).
+        ids = message_ids_in(without_nul(str(msg.get("Message-ID", "") or "")))
+        _, addr = parseaddr(without_nul(str(msg.get("From", "") or "")))
         subject = without_nul(str(msg.get("Subject", "") or ""))[:998]
-        references = message_ids_in(str(msg.get("References", "") or ""))
+        references = message_ids_in(without_nul(str(msg.get("References", "") or "")))
     except Exception:  # noqa: BLE001 - intake must store the bytes whatever they are
         return QuickHeaders()
     return QuickHeaders(ids[0] if ids else None, addr.lower() or None, subject or None,
@@ -119,8 +120,17 @@ def quick_headers(raw: bytes) -> QuickHeaders:
 
 def without_nul(text: str) -> str:
     """Text safe to store: decoded mail can carry NUL characters, which PostgreSQL text columns
-    reject (found on a corpus mail whose ISO-2022-JP subject decodes to one)."""
-    return text.replace("\x00", "") if "\x00" in text else text
+    reject (found on a corpus mail whose ISO-2022-JP subject decodes to one), and lone
+    surrogates, which no database driver can encode: the email package keeps a raw 8-bit byte
+    of a header as one (surrogateescape), e.g. 0x80 in a From line (found by the long fuzz
+    mode: the requester look-up raised UnicodeEncodeError).  Each becomes U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def safe_content(part: Message) -> str:
@@ -158,7 +168,7 @@ def _header_str(msg: EmailMessage, name: str) -> str:
     try:
         value = msg.get(name)
     except Exception:  # noqa: BLE001 - refused by the structured parser: decode it leniently
-        return _lenient_header(msg, name)
+        return without_nul(_lenient_header(msg, name))
     return "" if value is None else without_nul(str(value))
 
 
