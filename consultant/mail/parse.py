@@ -107,18 +107,18 @@ def quick_headers(raw: bytes) -> QuickHeaders:
     try:
         msg = BytesParser(policy=policy.compat32).parsebytes(split_header_block(raw)[0][:MAX_HEADER_BYTES],
                                                              headersonly=True)
-        # Every value is stored: cleaned of NULs and raw 8-bit bytes (see without_nul).
-        ids = message_ids_in(without_nul(str(msg.get("Message-ID", "") or "")))
-        _, addr = parseaddr(without_nul(str(msg.get("From", "") or "")))
-        subject = without_nul(str(msg.get("Subject", "") or ""))[:998]
-        references = message_ids_in(without_nul(str(msg.get("References", "") or "")))
+        # Every value is stored: cleaned of NULs and raw 8-bit bytes (see storable_text).
+        ids = message_ids_in(storable_text(str(msg.get("Message-ID", "") or "")))
+        _, addr = parseaddr(storable_text(str(msg.get("From", "") or "")))
+        subject = storable_text(str(msg.get("Subject", "") or ""))[:998]
+        references = message_ids_in(storable_text(str(msg.get("References", "") or "")))
     except Exception:  # noqa: BLE001 - intake must store the bytes whatever they are
         return QuickHeaders()
     return QuickHeaders(ids[0] if ids else None, addr.lower() or None, subject or None,
                         tuple(references))
 
 
-def without_nul(text: str) -> str:
+def storable_text(text: str) -> str:
     """Text safe to store: decoded mail can carry NUL characters, which PostgreSQL text columns
     reject (found on a corpus mail whose ISO-2022-JP subject decodes to one), and lone
     surrogates, which no database driver can encode: the email package keeps a raw 8-bit byte
@@ -135,7 +135,7 @@ def without_nul(text: str) -> str:
 
 def safe_content(part: Message) -> str:
     """Decoded text of a part; unknown or lying charsets fall back instead of raising."""
-    return without_nul(_decoded(part))
+    return storable_text(_decoded(part))
 
 
 def _decoded(part: Message) -> str:
@@ -168,8 +168,8 @@ def _header_str(msg: EmailMessage, name: str) -> str:
     try:
         value = msg.get(name)
     except Exception:  # noqa: BLE001 - refused by the structured parser: decode it leniently
-        return without_nul(_lenient_header(msg, name))
-    return "" if value is None else without_nul(str(value))
+        return storable_text(_lenient_header(msg, name))
+    return "" if value is None else storable_text(str(value))
 
 
 def _lenient_header(msg: EmailMessage, name: str) -> str:
@@ -290,7 +290,7 @@ def list_attachments(parts: Sequence[Message], bodies: set[int]) -> list[dict[st
         if part.is_multipart() or id(part) in bodies:
             continue
         try:
-            filename = without_nul(part.get_filename() or "")
+            filename = storable_text(part.get_filename() or "")
             content_type = part.get_content_type()
             if not (part.get_content_disposition() == "attachment" or filename or
                     part.get_content_maintype() != "text"):
