@@ -295,7 +295,8 @@ def _die_with_parent() -> None:
 
 @contextmanager
 def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
-             threads: bool = False, include: tuple[str, ...] = ()) -> Iterator[object]:
+             threads: bool = False, include: tuple[str, ...] = (),
+             enqueue: Callable[[int], None] | None = None) -> Iterator[object]:
     """The pipeline as it is deployed: ``workers`` Celery worker *processes* (``caseconsultant
     worker`` / ``celery -A workers.app worker``; separate processes, so they use both cores
     instead of sharing one interpreter lock), and the IMAP poller in this process.
@@ -303,13 +304,14 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
     ``threads=True``: one in-process worker with ``workers`` threads instead (as ``run``
     starts it), for measurements that count tasks with in-process Celery signals or use tasks
     defined only in this process.  ``include``: more task modules for the worker processes
-    (``bench.tasks``)."""
+    (``bench.tasks``); ``enqueue``: what the poller hands each stored mail to (default: the
+    product's ``process_mail`` task)."""
     if threads:
         from consultant.services import WorkerThread
 
         worker = WorkerThread(settings, concurrency=workers).start()
         try:
-            with pipeline(settings, poller=poller, workers=0) as rt:
+            with pipeline(settings, poller=poller, workers=0, enqueue=enqueue) as rt:
                 yield rt
         finally:
             worker.stop()
@@ -352,7 +354,7 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
             global _profiles
             _profiles += 1
             recorder = Recorder(PROFILE_DIR, [p.pid for p in procs], f"pipeline{_profiles}")
-        stops = start_pollers(rt) if poller else []
+        stops = (start_pollers(rt, enqueue) if enqueue else start_pollers(rt)) if poller else []
         yield rt
     finally:
         if recorder is not None:

@@ -15,6 +15,10 @@ fetches and parses each new mail (stdlib) at the same rate, same Dovecot.
 drafted and the p95 of every 10-second window stayed under 1 s, beside the same figure for the
 bare IDLE client.  The stepping stops at the first rate that fails, or where the load
 generator itself fell behind its schedule (then the capacity is "at least" that rate).
+
+**Floor**: the same steps and CPU split with ``bench.floor_mail`` in place of ``process_mail``
+(read, stdlib parse, one transaction recording a drafted case): the cost of the fixed shape
+(IMAP poller, Celery on Redis, worker processes, PostgreSQL) before any of the product's work.
 """
 
 from __future__ import annotations
@@ -230,7 +234,7 @@ def latency_figures(prefix: str, run: Run, ceiling: Run | None) -> list[Figure]:
 
 
 def cpu_figures(rate: float, drafted: int, before: dict[str, float],
-                after: dict[str, float]) -> list[Figure]:
+                after: dict[str, float], prefix: str = "latency.cpu") -> list[Figure]:
     """Where the machine's CPU went per drafted mail during one sustained rate, and the rate
     two cores could carry at that cost: the physical bound the capacity is measured against."""
     if not drafted:
@@ -239,15 +243,15 @@ def cpu_figures(rate: float, drafted: int, before: dict[str, float],
     rest = ms["machine"] - ms["workers"] - ms["bench"] - ms["servers"]
     cores = os.cpu_count() or 1
     return [
-        Figure(f"latency.cpu.workers@{rate:g}/s", ms["workers"], "ms/mail",
+        Figure(f"{prefix}.workers@{rate:g}/s", ms["workers"], "ms/mail",
                note="the Celery worker processes (parse, classify, analysis, draft, database client)"),
-        Figure(f"latency.cpu.poller+generator@{rate:g}/s", ms["bench"], "ms/mail",
+        Figure(f"{prefix}.poller+generator@{rate:g}/s", ms["bench"], "ms/mail",
                note="this process: IMAP poller (fetch, store, enqueue) and the APPEND load generator"),
-        Figure(f"latency.cpu.servers@{rate:g}/s", ms["servers"], "ms/mail",
+        Figure(f"{prefix}.servers@{rate:g}/s", ms["servers"], "ms/mail",
                note="PostgreSQL, Redis, Dovecot (by process name)"),
-        Figure(f"latency.cpu.other_programs@{rate:g}/s", rest, "ms/mail",
+        Figure(f"{prefix}.other_programs@{rate:g}/s", rest, "ms/mail",
                note="everything else on the machine meanwhile (0 on a quiet machine)"),
-        Figure(f"latency.cpu.bound@{rate:g}/s", cores * 1000 / (ms["machine"] - rest), "mail/s",
+        Figure(f"{prefix}.bound@{rate:g}/s", cores * 1000 / (ms["machine"] - rest), "mail/s",
                note=f"{cores} cores / {ms['machine'] - rest:.1f} CPU-ms per mail of the pipeline: "
                     "the most this cost allows"),
     ]
@@ -314,4 +318,44 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
     figures.append(Figure("latency.capacity(p95<1s)", capacity, "mail/s", base_capacity,
                           note=f"{_capacity_note(runs)}; bare IDLE client: "
                                f"{_capacity_note(base_runs)}; goal >= 100"))
+    figures += floor_figures(env, sizes, user, capacity)
+    return figures
+
+
+def floor_figures(env: Env, sizes: Sizes, user: str, capacity: float) -> list[Figure]:
+    """The same capacity and CPU figures for the pipeline's fixed shape alone: the same poller,
+    Redis, two worker processes, PostgreSQL and Dovecot, with ``bench.floor_mail`` (read,
+    stdlib parse, one transaction recording a drafted case) in place of ``process_mail``.
+    Its CPU per mail is what any product in this shape pays before doing its own work, so
+    its bound says how far rewriting ``process_mail`` alone could go on these two cores."""
+    from bench.tasks import FLOOR_SENDER, floor_mail
+    from consultant.db import transaction
+    from consultant.models import Requester
+
+    empty_folder(env, user)
+    env.flush_redis()
+    settings = env.settings(env.new_database(), user)
+    figures: list[Figure] = []
+    cpu: dict[float, list[Figure]] = {}
+
+    def attempt(rt, rate: int) -> Run:  # type: ignore[no-untyped-def]
+        before = cpu_seconds()
+        got = pipeline_run(env, rt, user, rate, max(10, int(rate * sizes.capacity_seconds)),
+                           tag=f"floor{rate}")
+        cpu[rate] = cpu_figures(rate, len(got.got), before, cpu_seconds(), "latency.floor.cpu")
+        return got
+
+    with pipeline(settings, workers=int(os.environ.get("BENCH_WORKERS", "2")),
+                  include=("bench.tasks",), enqueue=lambda mail_id: floor_mail.delay(mail_id)) as rt:
+        with transaction(rt.factory) as session:
+            session.add(Requester(email=FLOOR_SENDER, name="floor"))
+        warm = pipeline_run(env, rt, user, 5, 10, tag="floorwarm", stall=120)
+        if warm.missing:
+            raise RuntimeError(f"floor warm-up: {warm.missing}/10 mails not recorded within 120 s")
+        floor, runs = step_capacity(sizes.capacity_rates, lambda rate: attempt(rt, rate))
+    # The CPU split at the highest step that passed (at the first step when none did).
+    figures += cpu[floor or float(runs[0].rate)]
+    figures.append(Figure("latency.floor.capacity(p95<1s)", floor, "mail/s",
+                          note=f"{_capacity_note(runs)}; the pipeline's fixed shape with an "
+                               f"almost empty task; the product reached {capacity:g}"))
     return figures
