@@ -8,6 +8,7 @@ a code pattern can never match inside them.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TypedDict
@@ -351,8 +352,22 @@ def extract(text: str) -> Extraction:
         for mod in mention.modifiers:
             out.modifiers.append({"modifier": mod, "code": mention.code, "how": "attached"})
 
+    # The spans taken so far never overlap (the code pass skips what is inside the previous
+    # code, and every later pass takes only a free span), so sorted by start their ends are
+    # sorted too and only the last span starting before ``b`` can overlap [a, b): a bisection
+    # instead of a scan of every span, which was quadratic on a mail full of code-like tokens
+    # (916,000 comparisons, ~0.8 s, on a 145 KB uuencoded corpus mail).
+    taken.sort()
+    starts = [s for s, _ in taken]
+
     def free(a: int, b: int) -> bool:
-        return not any(s < b and a < e for s, e in taken)
+        i = bisect_left(starts, b) - 1
+        return i < 0 or taken[i][1] <= a
+
+    def take(a: int, b: int) -> None:
+        i = bisect_left(starts, a)
+        starts.insert(i, a)
+        taken.insert(i, (a, b))
 
     for m in KEYWORD_MOD_RE.finditer(masked):
         if not free(m.start(), m.end()):
@@ -364,15 +379,15 @@ def extract(text: str) -> Extraction:
             if tok and _is_modifier(tok, attached=True):
                 _add_modifier(out, tok, target.start(1) if target else m.start(), text, "keyword",
                               exact=bool(target))
-        taken.append((m.start(), m.end()))
+        take(m.start(), m.end())
     for m in NUMBER_MOD_RE.finditer(masked):
         if free(m.start("mod"), m.end("mod")) and m.group("mod") in CPT_MODIFIERS:
             _add_modifier(out, m.group("mod"), m.start("mod"), text, "number")
-            taken.append((m.start("mod"), m.end("mod")))
+            take(m.start("mod"), m.end("mod"))
     for m in DASH_MOD_RE.finditer(masked):
         if free(m.start(), m.end()) and _is_modifier(m.group(1), attached=True):
             _add_modifier(out, m.group(1), m.start(), text, "dash")
-            taken.append((m.start(), m.end()))
+            take(m.start(), m.end())
     for m in BARE_MOD_RE.finditer(masked):
         if not free(m.start(), m.end()):
             continue

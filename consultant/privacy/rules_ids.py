@@ -136,6 +136,12 @@ RULES: list[PatternRule] = [
 ]
 
 
+_PLUS_BEFORE_DIGIT = re.compile(r"\+[\s(]*\d")
+# E.164 allows 15 digits; with spaces, dots, brackets and an "ext. 12345" a number stays well
+# within this.
+_NUMBER_WINDOW = 64
+
+
 class InternationalPhoneRule:
     """Phone numbers written with a country code (+44 20 7946 0958), by libphonenumber."""
 
@@ -144,8 +150,17 @@ class InternationalPhoneRule:
     description = "a phone number with a +country code (libphonenumber)"
 
     def find(self, text: str) -> Iterator[Hit]:
-        if "+" not in text:
-            return
-        for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.POSSIBLE):
-            if text[match.start:match.start + 1] == "+":
-                yield Hit(self.name, self.kind, match.start, match.end)
+        # Only numbers that start with their "+" are kept, so the matcher reads a short window
+        # from each "+" before a digit instead of the whole text: over a whole text it tries
+        # every digit run as a number (18,786 tries, ~1 s of CPU, on a 145 KB uuencoded corpus
+        # mail).  At the POSSIBLE leniency it looks at no character before a number, and the
+        # window holds the longest number with an extension, so every "+" number the whole-text
+        # reading found is found (checked against it over the mail corpus).
+        for lead in _PLUS_BEFORE_DIGIT.finditer(text):
+            at = lead.start()
+            window = text[at:at + _NUMBER_WINDOW]
+            for match in phonenumbers.PhoneNumberMatcher(window, "US",
+                                                         leniency=phonenumbers.Leniency.POSSIBLE):
+                if match.start == 0:  # this "+"'s own number; a later "+" has its own window
+                    yield Hit(self.name, self.kind, at, at + match.end)
+                break

@@ -72,3 +72,17 @@ def test_date_of_service(text: str, expected: date | None) -> None:
 def test_payer_and_setting(text: str, payer: str | None, setting: str | None) -> None:
     ext = extract(text)
     assert (ext.payer, ext.setting) == (payer, setting)
+
+
+def test_modifiers_beside_many_codes_are_read_as_with_few() -> None:
+    # The free-span check is a bisection over the taken spans (it was a scan of all of them,
+    # quadratic on a long mail full of code-like tokens): after 600 codes have taken their
+    # spans, a modifier written onto a code and one given by keyword are read as in a short mail.
+    filler = " ".join(f"9921{i % 5}" for i in range(600))
+    ex = extract(filler + " Can 64483-RT be billed with 64484 modifier 59? Also 20610 25")
+    by_code = {(m["code"], m["modifier"], m["how"]) for m in ex.modifiers}
+    assert ("64483", "RT", "attached") in by_code
+    assert ("64484", "59", "keyword") in by_code
+    assert [m for m in ex.modifiers if m["modifier"] == "RT"] == [
+        {"modifier": "RT", "code": "64483", "how": "attached"}]
+    assert len([m for m in ex.mentions if m.code == "64483"]) == 1

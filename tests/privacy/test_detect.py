@@ -78,3 +78,15 @@ def test_summary_round_trips_and_names_kinds_not_values() -> None:
     assert again.counts == summary.counts
     assert again.described()[:2] == ["patient names", "Medicare Beneficiary Identifiers"]
     assert "Smith" not in str(summary.as_json())
+
+
+def test_numbers_with_a_country_code_are_found_wherever_they_are_in_a_long_text() -> None:
+    # The rule reads a window after each "+"; a number deep inside a long text full of "+" and
+    # digits (as uuencoded text is) is found as at its start, and a "+" before a digit that is
+    # no phone number is left alone.
+    noise = "M+3=A+Q12%_+0@(+9 items " * 400
+    text = (noise + "Call the UK office on +44 20 7946 0958 or Paris (+33 1 42 68 53 00). "
+            "Add +2 units of J1885.")
+    found = [(h.rule, text[h.start:h.end]) for h in detect(text) if h.kind is Kind.PHONE]
+    assert found == [("phone_international", "+44 20 7946 0958"),
+                     ("phone_international", "+33 1 42 68 53 00")]
