@@ -347,14 +347,17 @@ def floor_figures(env: Env, sizes: Sizes, user: str, capacity: float) -> list[Fi
 
     with pipeline(settings, workers=int(os.environ.get("BENCH_WORKERS", "2")),
                   include=("bench.tasks",), enqueue=lambda mail_id: floor_mail.delay(mail_id)) as rt:
-        with transaction(rt.factory) as session:
+        with transaction(rt.factory) as session:  # type: ignore[attr-defined]
             session.add(Requester(email=FLOOR_SENDER, name="floor"))
         warm = pipeline_run(env, rt, user, 5, 10, tag="floorwarm", stall=120)
         if warm.missing:
             raise RuntimeError(f"floor warm-up: {warm.missing}/10 mails not recorded within 120 s")
         floor, runs = step_capacity(sizes.capacity_rates, lambda rate: attempt(rt, rate))
-    # The CPU split at the highest step that passed (at the first step when none did).
-    figures += cpu[floor or float(runs[0].rate)]
+    # The CPU split at 50/s (the rate of the p99 goal, beside the product's own figure there)
+    # and at the highest step that passed (the first step when none did): fixed costs such as
+    # the poller's IDLE loop are shared by more mails at a higher rate.
+    for rate in sorted({r for r in cpu if r == 50} | {floor or runs[0].rate}):
+        figures += cpu[rate]
     figures.append(Figure("latency.floor.capacity(p95<1s)", floor, "mail/s",
                           note=f"{_capacity_note(runs)}; the pipeline's fixed shape with an "
                                f"almost empty task; the product reached {capacity:g}"))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from email import policy
 from email.parser import BytesParser
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import CursorResult, insert, select, update
 
 from consultant.db import transaction
 from consultant.models import AWAITING_REVIEW, Case, InboundMail, Requester, utcnow
@@ -44,9 +45,9 @@ def floor_mail(mail_id: int) -> str:
         if not _floor_requester:
             _floor_requester.append(session.execute(
                 select(Requester.id).where(Requester.email == FLOOR_SENDER)).scalar_one())
-        claimed = session.execute(
+        claimed = cast("CursorResult[Any]", session.execute(
             update(InboundMail).where(InboundMail.id == mail_id, InboundMail.disposition.is_(None))
-            .values(disposition="case", processed_at=utcnow())).rowcount
+            .values(disposition="case", processed_at=utcnow()))).rowcount
         if not claimed:
             return "decided"
         session.execute(insert(Case).values(
