@@ -5,7 +5,7 @@ from __future__ import annotations
 from email.utils import make_msgid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 
 from consultant.intake.store import Location, store_raw
 from consultant.models import Case, InboundMail, Outbox, QuotaEntry
@@ -254,3 +254,24 @@ def test_a_raw_8bit_byte_in_a_broken_from_header_is_stored_not_raised(factory, s
     mail, _ = ingest(factory, settings, raw)
     assert mail.disposition is not None
     assert "\ufffd" in (mail.from_addr or "") or mail.disposition == "quarantined"
+
+
+def test_only_the_processing_transaction_commits_without_waiting_for_disk(factory, settings):
+    # process_mail's own transaction may skip PostgreSQL's WAL flush (a lost one is processed
+    # again from the durably stored mail); intake's, and every transaction after it on the same
+    # pooled connection (sending included), keep the durable default.
+    engine = factory.kw["bind"]
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: seen.append(statement))
+    stored = store_raw(factory, question_mail(), Location("cli"))
+    assert not [s for s in seen if "synchronous_commit" in s]
+    process_mail(factory, settings, stored.mail_id)
+    changed = [s for s in seen if "synchronous_commit" in s]
+    with factory() as s:
+        assert s.get(InboundMail, stored.mail_id).disposition == "case"
+        if engine.dialect.name == "postgresql":
+            assert changed == ["SET LOCAL synchronous_commit TO off"]
+            assert s.execute(text("SHOW synchronous_commit")).scalar() == "on"
+        else:
+            assert changed == []
