@@ -356,7 +356,7 @@ def floor_figures(env: Env, sizes: Sizes, user: str, capacity: float) -> list[Fi
     # The CPU split at 50/s (the rate of the p99 goal, beside the product's own figure there)
     # and at the highest step that passed (the first step when none did): fixed costs such as
     # the poller's IDLE loop are shared by more mails at a higher rate.
-    for rate in sorted({r for r in cpu if r == 50} | {floor or runs[0].rate}):
+    for rate in sorted({50} & cpu.keys() | {floor or runs[0].rate}):
         figures += cpu[rate]
     figures.append(Figure("latency.floor.capacity(p95<1s)", floor, "mail/s",
                           note=f"{_capacity_note(runs)}; the pipeline's fixed shape with an "

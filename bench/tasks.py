@@ -23,7 +23,7 @@ def noop(x: int) -> None:
     return None
 
 
-@app.task(name="bench.floor_mail", max_retries=10)
+@app.task(name="bench.floor_mail")
 def floor_mail(mail_id: int) -> str:
     """The least a crash-safe consumer of this pipeline's fixed shape does per stored mail:
     read it (decrypting the raw bytes), parse it with the stdlib, and in one transaction

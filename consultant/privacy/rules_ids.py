@@ -159,8 +159,8 @@ class InternationalPhoneRule:
         for lead in _PLUS_BEFORE_DIGIT.finditer(text):
             at = lead.start()
             window = text[at:at + _NUMBER_WINDOW]
-            for match in phonenumbers.PhoneNumberMatcher(window, "US",
-                                                         leniency=phonenumbers.Leniency.POSSIBLE):
-                if match.start == 0:  # this "+"'s own number; a later "+" has its own window
-                    yield Hit(self.name, self.kind, at, at + match.end)
-                break
+            match = next(iter(phonenumbers.PhoneNumberMatcher(
+                window, "US", leniency=phonenumbers.Leniency.POSSIBLE)), None)
+            # Only this "+"'s own number: one found further on has a window of its own.
+            if match is not None and match.start == 0:
+                yield Hit(self.name, self.kind, at, at + match.end)

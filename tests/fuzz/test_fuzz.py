@@ -32,33 +32,6 @@ LONG = "CC_FUZZ_EXAMPLES" in os.environ
 CPU_BUDGET_SECONDS = 2.0
 
 
-@dataclass
-class Stats:
-    mails: int = 0
-    redeliveries: int = 0
-    dispositions: Counter[str] = field(default_factory=Counter)
-    mutations: Counter[str] = field(default_factory=Counter)
-    quarantine_reasons: Counter[str] = field(default_factory=Counter)
-    slowest_cpu: float = 0.0
-    slowest_wall: float = 0.0
-    slowest: str = ""
-    over_budget: list[str] = field(default_factory=list)
-    full_collections: FullCollections = field(default_factory=lambda: FullCollections())
-
-    def report(self, elapsed: float) -> str:
-        lines = [f"fuzz: {self.mails} mutated mails in {elapsed:.0f} s "
-                 f"({self.redeliveries} byte-identical redeliveries)",
-                 f"  dispositions: {dict(self.dispositions.most_common())}",
-                 f"  mutations applied: {dict(self.mutations.most_common())}",
-                 f"  quarantine reasons: {dict(self.quarantine_reasons.most_common(8))}",
-                 f"  slowest mail: {self.slowest_cpu:.2f} s CPU, {self.slowest_wall:.2f} s wall "
-                 f"({self.slowest})",
-                 f"  over the {CPU_BUDGET_SECONDS:.0f} s CPU budget: {len(self.over_budget)}",
-                 f"  full garbage collections of this process: {self.full_collections.count}, "
-                 f"longest {self.full_collections.longest:.2f} s CPU"]
-        return "\n".join(lines)
-
-
 class FullCollections:
     """CPU time this thread spends in full (generation 2) garbage collections (``gc.callbacks``).
 
@@ -81,6 +54,33 @@ class FullCollections:
         self.total += spent
         self.count += 1
         self.longest = max(self.longest, spent)
+
+
+@dataclass
+class Stats:
+    mails: int = 0
+    redeliveries: int = 0
+    dispositions: Counter[str] = field(default_factory=Counter)
+    mutations: Counter[str] = field(default_factory=Counter)
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    slowest_cpu: float = 0.0
+    slowest_wall: float = 0.0
+    slowest: str = ""
+    over_budget: list[str] = field(default_factory=list)
+    full_collections: FullCollections = field(default_factory=FullCollections)
+
+    def report(self, elapsed: float) -> str:
+        lines = [f"fuzz: {self.mails} mutated mails in {elapsed:.0f} s "
+                 f"({self.redeliveries} byte-identical redeliveries)",
+                 f"  dispositions: {dict(self.dispositions.most_common())}",
+                 f"  mutations applied: {dict(self.mutations.most_common())}",
+                 f"  quarantine reasons: {dict(self.quarantine_reasons.most_common(8))}",
+                 f"  slowest mail: {self.slowest_cpu:.2f} s CPU, {self.slowest_wall:.2f} s wall "
+                 f"({self.slowest})",
+                 f"  over the {CPU_BUDGET_SECONDS:.0f} s CPU budget: {len(self.over_budget)}",
+                 f"  full garbage collections of this process: {self.full_collections.count}, "
+                 f"longest {self.full_collections.longest:.2f} s CPU"]
+        return "\n".join(lines)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
