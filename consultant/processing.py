@@ -12,9 +12,9 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, func, inspect, select, text
+from sqlalchemy import ColumnElement, bindparam, case, exists, func, inspect, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.orm import Session, aliased, defer, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
 
@@ -71,10 +71,7 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
     with reading(factory) as session:
         # The raw bytes only when there is work to do: a redelivered task for a decided mail
         # costs this one SELECT.
-        row = session.execute(
-            select(InboundMail.disposition, InboundMail.size, InboundMail.source,
-                   case((InboundMail.disposition.is_(None), InboundMail.raw)))
-            .where(InboundMail.id == mail_id)).first()
+        row = session.execute(_READ, {"mail_id": mail_id}).first()
     if row is None:
         raise LookupError(f"inbound mail {mail_id} does not exist")
     disposition, size, source, raw = row
@@ -99,11 +96,7 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
 
     effects = Effects()
     with transaction(factory) as session:
-        _commit_without_waiting_for_disk(session)
-        # The raw bytes are already here (and may be megabytes): not fetched again.
-        mail = session.get(InboundMail, mail_id, with_for_update=True,
-                           options=[defer(InboundMail.raw)])
-        assert mail is not None
+        mail, copy_of_earlier = _lock(session, mail_id)
         if mail.disposition is not None:
             return Effects()  # another worker finished it meanwhile
         # Given to the row as loaded (not as a change): redaction reads it without a SELECT.
@@ -114,19 +107,37 @@ def process_mail(factory: sessionmaker[Session], settings: Settings, mail_id: in
             _dispose(mail, "quarantined", ["unparseable"], reason)
             _audit_classified(session, mail)
             return effects
+        # Known from the lock's statement for the Message-ID stored at intake; the parsed one
+        # is asked about only when it differs (intake found none, or read it otherwise).
+        known = {mail.message_id: copy_of_earlier} if mail.message_id else {}
         if view.message_id and not mail.message_id:
             mail.message_id = view.message_id
         mail.from_addr = view.from_addr
         # Stored for humans (queue, console, logs): redacted.  Only the encrypted raw mail keeps
         # the original.
         mail.subject = redact_text(view.subject).text
-        _classify_person_mail(session, settings, mail, view, effects, verdict)
+        _classify_person_mail(session, settings, mail, view, effects, verdict, known)
         _note_shortened(session, mail, view)
         _audit_classified(session, mail)
     return effects
 
 
-def _commit_without_waiting_for_disk(session: Session) -> None:
+def _lock(session: Session, mail_id: int) -> tuple[InboundMail, bool]:
+    """The mail's row, locked for this transaction, and whether an earlier mail (lower id) has
+    the Message-ID stored with it; on PostgreSQL the transaction is also told not to wait for
+    the disk at commit (:func:`_commit_without_waiting_for_disk`).
+
+    One statement for the three: each round trip here is paid by every mail.  The raw bytes
+    are already in memory (and may be megabytes): not fetched again.
+    """
+    statement = _LOCK_POSTGRESQL if session.get_bind().dialect.name == "postgresql" else _LOCK
+    row = session.execute(statement, {"mail_id": mail_id}).first()
+    if row is None:
+        raise LookupError(f"inbound mail {mail_id} does not exist")
+    return row[0], bool(row[1])
+
+
+def _commit_without_waiting_for_disk() -> ColumnElement[str]:
     """PostgreSQL: this transaction's commit returns before its WAL record is on disk.
 
     Waiting for that flush was most of what kept 50 mails/s over a 1 s p99 (2.0 s; 0.87 s
@@ -139,9 +150,24 @@ def _commit_without_waiting_for_disk(session: Session) -> None:
     it queued is sent only after the sender's own claim commits, and that commit is a normal
     one, whose flush covers every WAL record before it, this one included.  Every other
     transaction (intake, approval, sending) keeps the default.
+
+    A column of the lock's SELECT: ``set_config(..., is_local => true)`` is ``SET LOCAL`` as a
+    function, so it costs no round trip of its own, and it ends with the transaction.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit TO off"))
+    return func.set_config("synchronous_commit", "off", True)
+
+
+_EARLIER = aliased(InboundMail)
+# Built once, the values bound per call: building an ORM statement (and its cache key, which a
+# prebuilt statement keeps) costs more CPU than running it, and every mail runs these.
+_LOCK = (select(InboundMail, exists().where(_EARLIER.message_id == InboundMail.message_id,
+                                            _EARLIER.id < InboundMail.id))
+         .where(InboundMail.id == bindparam("mail_id"))
+         .with_for_update(of=InboundMail).options(defer(InboundMail.raw)))
+_LOCK_POSTGRESQL = _LOCK.add_columns(_commit_without_waiting_for_disk())
+_READ = select(InboundMail.disposition, InboundMail.size, InboundMail.source,
+               case((InboundMail.disposition.is_(None), InboundMail.raw))
+               ).where(InboundMail.id == bindparam("mail_id"))
 
 
 def _note_shortened(session: Session, mail: InboundMail, view: MailView) -> None:
@@ -181,7 +207,8 @@ def _dispose(mail: InboundMail, disposition: str, hits: list[str], reason: str |
 
 def _classify_person_mail(session: Session, settings: Settings, mail: InboundMail,
                           view: MailView, effects: Effects,
-                          verdict: authenticity.Verdict | None = None) -> None:
+                          verdict: authenticity.Verdict | None = None,
+                          known_copies: dict[str, bool] | None = None) -> None:
     disposition, hits = classify_machine_mail(view, RuleContext.from_settings(settings))
     if disposition is not None:
         _dispose(mail, disposition, hits, f"rule {hits[0]}")
@@ -191,7 +218,8 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
     # These look-ups need none of this mail's pending changes: without autoflush the mail's
     # row is written once, with its disposition, instead of once more before each query.
     with session.no_autoflush:
-        duplicate = bool(view.message_id) and _is_duplicate(session, mail, view.message_id or "")
+        duplicate = bool(view.message_id) and _is_duplicate(session, mail, view.message_id or "",
+                                                            known_copies or {})
         case, how = (None, "") if duplicate else _thread_case(session, view)
     if duplicate:
         _dispose(mail, "duplicate", ["is_duplicate"], f"Message-ID {view.message_id} already received")
@@ -253,8 +281,12 @@ def _hold_unverified(session: Session, settings: Settings, case: Case, mail: Inb
         effects.outbox_ids.append(notice_id)
 
 
-def _is_duplicate(session: Session, mail: InboundMail, message_id: str) -> bool:
-    """Another delivery of the same Message-ID arrived first (lower id): this one is a copy."""
+def _is_duplicate(session: Session, mail: InboundMail, message_id: str,
+                  known: dict[str, bool]) -> bool:
+    """Another delivery of the same Message-ID arrived first (lower id): this one is a copy.
+    ``known``: the answer for Message-IDs already asked about in this transaction."""
+    if message_id in known:
+        return known[message_id]
     earlier = session.execute(
         select(InboundMail.id).where(InboundMail.message_id == message_id,
                                      InboundMail.id < mail.id).limit(1)

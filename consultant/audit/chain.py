@@ -59,13 +59,11 @@ def _seal(session: Session) -> None:
         return
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        conn.execute(_TAKE_LOCK, {"key": _LOCK_KEY})
     # The chain's head and the unsealed rows in one statement (after the lock, so it reads
     # every chain commit made before ours).  Hashed from the rows as stored, not the objects in
     # memory, so the digest is over exactly what verify reads back.
-    head_seq = select(func.max(_TABLE.c.seq)).scalar_subquery()
-    found = conn.execute(select(_TABLE).where(or_(_TABLE.c.seq.is_(None), _TABLE.c.seq == head_seq))
-                         .order_by(_TABLE.c.id)).all()
+    found = conn.execute(_HEAD_AND_UNSEALED).all()
     last = next((r for r in found if r.seq is not None), None)
     rows = [r for r in found if r.seq is None]
     seq, prev = (int(last.seq), str(last.hash)) if last is not None else (0, GENESIS)
@@ -81,9 +79,19 @@ def _seal(session: Session) -> None:
         prev = own
     if sealed:
         # One executemany for the transaction's events (psycopg pipelines it: one round trip).
-        conn.execute(update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
-                     .values(seq=bindparam("new_seq"), prev_hash=bindparam("new_prev"),
-                             hash=bindparam("new_hash")), sealed)
+        conn.execute(_SEAL, sealed)
+
+
+# Built once: every transaction with an audit event runs these, and building a statement and
+# its cache key costs more CPU than running it (bench/stages.py).
+_TAKE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_HEAD_AND_UNSEALED = (
+    select(_TABLE).where(or_(_TABLE.c.seq.is_(None),
+                             _TABLE.c.seq == select(func.max(_TABLE.c.seq)).scalar_subquery()))
+    .order_by(_TABLE.c.id))
+_SEAL = (update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
+         .values(seq=bindparam("new_seq"), prev_hash=bindparam("new_prev"),
+                 hash=bindparam("new_hash")))
 
 
 def pruned_anchor(conn: Any) -> tuple[int, str] | None:

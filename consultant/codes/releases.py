@@ -216,14 +216,15 @@ def purge(session: Session, release_id: int) -> None:
         session.execute(delete(model).where(model.release_id == release_id))  # type: ignore[attr-defined]
 
 
+# Built once: building an ORM statement and its cache key costs more CPU than running this
+# one, and every draft runs it (bench/stages.py).
+_CURRENT = select(CodeRelease.id, CodeRelease.kind, CodeRelease.variant, CodeRelease.name,
+                  CodeRelease.effective_date, CodeRelease.sha256).where(CodeRelease.is_current)
+
+
 def current_releases(session: Session) -> dict[tuple[str, str], ReleaseRef]:
     """The releases in force, keyed by (kind, variant)."""
-    rows = session.execute(
-        select(
-            CodeRelease.id, CodeRelease.kind, CodeRelease.variant, CodeRelease.name,
-            CodeRelease.effective_date, CodeRelease.sha256,
-        ).where(CodeRelease.is_current)
-    )
+    rows = session.execute(_CURRENT)
     return {(r.kind, r.variant): ReleaseRef(r.id, r.kind, r.variant, r.name, r.effective_date, r.sha256)
             for r in rows}
 

@@ -19,7 +19,7 @@ from itertools import combinations
 from typing import Any
 
 import nh3
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from consultant.codes.formats import is_code, normalise_code
@@ -116,12 +116,18 @@ def notes_for(session: Session, codes: list[str], *,
     keys |= {"+".join(sorted(p)) for p in combinations(dict.fromkeys(codes), 2)}
     if not keys:
         return []
-    query = select(KnowledgeNote).where(KnowledgeNote.subject.in_(sorted(keys)),
-                                        KnowledgeNote.removed_at.is_(None))
-    if not internal:
-        query = query.where(KnowledgeNote.customer_facing.is_(True))
-    rows = session.scalars(query.order_by(KnowledgeNote.created_at, KnowledgeNote.id))
+    rows = session.scalars(_EVERY_NOTE if internal else _CUSTOMER_NOTES,
+                           {"subjects": sorted(keys)})
     return [as_dict(n) if internal else customer_dict(n) for n in rows]
+
+
+# Built once, the subjects bound per call: building an ORM statement and its cache key costs
+# more CPU than running it (bench/stages.py), and every draft runs this.
+_EVERY_NOTE = (select(KnowledgeNote)
+               .where(KnowledgeNote.subject.in_(bindparam("subjects", expanding=True)),
+                      KnowledgeNote.removed_at.is_(None))
+               .order_by(KnowledgeNote.created_at, KnowledgeNote.id))
+_CUSTOMER_NOTES = _EVERY_NOTE.where(KnowledgeNote.customer_facing.is_(True))
 
 
 def customer_dict(note: KnowledgeNote) -> dict[str, Any]:

@@ -240,7 +240,10 @@ def grant_plan(session: Session, quota: QuotaSettings, account: Account, *, acto
                        requester_id=account.requester.id if account.requester else None,
                        actor=actor, reason=why, key=key, at=now)
     session.add(entry)
-    session.flush()
+    if not new_account:
+        session.flush()
+    # A new account's grant is written by the session's next flush (with the caller's other
+    # changes), which any query of its balance does first: nothing reads it before.
     return entry
 
 

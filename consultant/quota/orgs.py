@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from consultant.models import AuditEvent, Organisation, OrgDomain, OrgMember, Requester, utcnow
@@ -30,10 +30,15 @@ def org_for(session: Session, email: str) -> Organisation | None:
     One query: an address belongs to at most one organisation (see above), so "listed, else by
     domain" and "listed or by domain" are the same answer."""
     email = email.strip().lower()
-    listed = select(OrgMember.org_id).where(OrgMember.email == email)
-    by_domain = select(OrgDomain.org_id).where(OrgDomain.domain == _domain_of(email))
-    return session.execute(select(Organisation).where(
-        or_(Organisation.id.in_(listed), Organisation.id.in_(by_domain))).limit(1)).scalar()
+    return session.execute(_ORG_FOR, {"email": email, "domain": _domain_of(email)}).scalar()
+
+
+# Built once, the values bound per call: building this ORM statement and its cache key costs
+# more CPU than running it (bench/stages.py), and every new case runs it.
+_ORG_FOR = select(Organisation).where(or_(
+    Organisation.id.in_(select(OrgMember.org_id).where(OrgMember.email == bindparam("email"))),
+    Organisation.id.in_(select(OrgDomain.org_id).where(OrgDomain.domain == bindparam("domain")))
+)).limit(1)
 
 
 def get_org(session: Session, name: str) -> Organisation:
