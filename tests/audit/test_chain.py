@@ -41,6 +41,76 @@ def test_events_are_sealed_in_commit_order_and_verify(factory):
     assert result.ok and result.events == 7 and result.head_hash == events[-1].hash
 
 
+def test_a_transactions_events_are_inserted_once_already_sealed(factory):
+    # Held until commit and inserted with their seals in one statement: no INSERT at each
+    # flush followed by an UPDATE at commit.
+    from sqlalchemy import event
+
+    writes: list[str] = []
+
+    def note(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if statement.startswith(("INSERT INTO audit", "UPDATE audit")):
+            writes.append(statement.split()[0])
+
+    engine = factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with transaction(factory) as s:
+            s.add(AuditEvent(case_id=None, actor="a", action="received", detail={"n": 1}))
+            s.flush()
+            s.add(AuditEvent(case_id=None, actor="a", action="drafted", detail={"n": (2, 3)}))
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert writes == ["INSERT"]
+    events = rows(factory)
+    assert [(e.seq, e.action, e.detail) for e in events] == [
+        (1, "received", {"n": 1}), (2, "drafted", {"n": [2, 3]})]
+    assert verify(factory).ok
+
+
+def test_an_event_added_after_the_seal_is_written_not_lost(factory):
+    # Something adding an event once the seal has run (a later before_commit listener) is a
+    # bug, but a loud one: the event is written unsealed, reported, and sealed by the next
+    # commit, as an event written around the chain is.
+    from sqlalchemy import event
+
+    def late(session):  # type: ignore[no-untyped-def]
+        session.add(AuditEvent(case_id=None, actor="late", action="late", detail={}))
+
+    event.listen(factory, "before_commit", late)  # after the chain's own listener
+    try:
+        write(factory, 1)
+    finally:
+        event.remove(factory, "before_commit", late)
+    assert {(e.action, e.seq) for e in rows(factory)} == {("edited", 1), ("late", None)}
+    assert any("not sealed" in p for p in verify(factory).problems)
+    write(factory, 1)
+    assert [e.action for e in rows(factory)] == ["edited", "late", "edited"]
+    assert verify(factory).ok
+
+
+def test_the_chain_verifies_in_any_session_time_zone(factory):
+    # PostgreSQL returns timestamps in the reading session's zone; the hash is over the instant.
+    import pytest
+    from sqlalchemy import create_engine
+
+    from consultant.db import make_session_factory
+
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps no session time zone")
+    write(factory, 3)
+    elsewhere = create_engine(engine.url.render_as_string(hide_password=False),
+                              connect_args={"options": "-c timezone=America/New_York"})
+    try:
+        with elsewhere.connect() as conn:
+            assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "America/New_York"
+        result = verify(make_session_factory(elsewhere))
+    finally:
+        elsewhere.dispose()
+    assert result.ok and result.events == 3, result.problems
+
+
 def test_a_savepoint_defers_sealing_to_the_outer_commit(factory):
     """Releasing a savepoint fires before_commit too; the chain is sealed once, at the end."""
     from sqlalchemy import event
