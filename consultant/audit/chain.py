@@ -29,11 +29,11 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from consultant.models import AuditEvent, utcnow
 
 GENESIS = "0" * 64
-# (the outermost transaction, the events it holds for the seal)
+# Per outermost transaction (cleared when it ends, see _forget): the events held for the seal;
+# whether events were flushed inside a savepoint (unsealed rows to seal at commit); whether the
+# seal has run (the transaction is committing).
 _HELD = "caseconsultant.audit_held"
-# The transaction flushed events inside a savepoint: unsealed rows to seal at commit.
 _WRITTEN_UNSEALED = "caseconsultant.audit_written_unsealed"
-# The transaction whose events have been sealed (it is committing).
 _SEALED = "caseconsultant.audit_sealed"
 # pg_advisory_xact_lock key: any fixed 64-bit number, the same in every process.
 _LOCK_KEY = 0x43435F4155444954  # "CC_AUDIT"
@@ -63,27 +63,25 @@ def _hold_new_events(session: Session, _context: Any, _instances: Any) -> None:
     new = [obj for obj in session.new if isinstance(obj, AuditEvent)]
     if not new:
         return
-    root = session.get_transaction()
-    if session.in_nested_transaction() or session.info.get(_SEALED) is root:
+    if session.in_nested_transaction() or session.info.get(_SEALED):
         # Written now, unsealed: a savepoint's rollback must take them with it, and an event
         # added after this transaction's seal (by commit's own last flush) must not be lost.
         # Sealed from their rows at the outermost commit, or the next one (verify reports
         # them until then).
         session.info[_WRITTEN_UNSEALED] = True
         return
-    held: tuple[SessionTransaction | None, list[AuditEvent]] | None = session.info.get(_HELD)
-    if held is None or held[0] is not root:
-        held = session.info[_HELD] = (root, [])
+    held: list[AuditEvent] = session.info.setdefault(_HELD, [])
     at = utcnow()  # what the column's default would have given them at this flush
     for obj in new:
         session.expunge(obj)
         if obj.at is None:
             obj.at = at
-        held[1].append(obj)
+        held.append(obj)
 
 
 def _forget(session: Session, transaction: SessionTransaction) -> None:
-    # A rolled-back transaction's held events go with it.
+    # A rolled-back transaction's held events go with it, and the next transaction starts
+    # with none.
     if transaction.parent is None:
         for key in (_HELD, _WRITTEN_UNSEALED, _SEALED):
             session.info.pop(key, None)
@@ -96,9 +94,8 @@ def _seal(session: Session) -> None:
     if session.in_nested_transaction():
         return
     session.flush()  # before_commit runs before commit's own final flush
-    session.info[_SEALED] = session.get_transaction()
-    held = session.info.pop(_HELD, None)
-    events = held[1] if held is not None and held[0] is session.get_transaction() else []
+    session.info[_SEALED] = True
+    events: list[AuditEvent] = session.info.pop(_HELD, [])
     if not events and not session.info.pop(_WRITTEN_UNSEALED, False):
         return
     conn = session.connection()
