@@ -11,9 +11,9 @@ from typing import Any
 
 from consultant.mail.body import new_text
 from consultant.mail.parse import MailView
-from consultant.privacy.html import html_text, redact_html
+from consultant.privacy.html import redact_html
 from consultant.privacy.kinds import Kind
-from consultant.privacy.redact import Redacted, Summary, known_names, redact_filename, redact_text
+from consultant.privacy.redact import Summary, known_names, redact_filename, redact_text
 
 
 @dataclass
@@ -59,13 +59,12 @@ def redact_mail(view: MailView, *, ours: tuple[str, ...] = ()) -> RedactedMail:
     question = redact_text(new_text(view), allowed_emails=allowed, known_names=names).text
     html: str | None = None
     if view.html:
-        red_html: Redacted = redact_html(view.html, allowed_emails=allowed, known_names=names)
+        red_html = redact_html(view.html, allowed_emails=allowed, known_names=names)
         # The HTML part usually repeats the text part: count only what the text did not have.
         extra = [h for h in red_html.hits
                  if not view.text.strip() or str(h.kind) not in summary.counts]
         summary.add(extra)
-        joined = html_text(view.html)
-        values.extend((h.kind, joined[h.start:h.end]) for h in red_html.hits if h.end <= len(joined))
+        values.extend(red_html.values)
         html = red_html.text
     attachments = []
     for attachment, filename in zip(view.attachments, filenames, strict=True):

@@ -52,6 +52,18 @@ def test_display_names_attachment_names_and_html_are_redacted() -> None:
     assert "<b>DOB:</b> [DOB]" in red.html and 'href="mailto:[EMAIL]"' in red.html
 
 
+def test_values_removed_from_html_attributes_are_read_from_the_attribute() -> None:
+    # An attribute hit's span indexes the attribute's value, not the page's text: the outgoing
+    # check must be given the address itself.
+    msg = EmailMessage()
+    msg["From"] = "coder@clinic.test"
+    msg["Subject"] = "99213"
+    msg.set_content("<p>Is 99213 right? <a href='mailto:kin@home.test'>write to the family</a></p>",
+                    subtype="html")
+    red = redact_mail(parse_mail(msg.as_bytes()))
+    assert (Kind.EMAIL, "kin@home.test") in red.values
+
+
 def test_html_keeps_markup_and_escapes_text() -> None:
     red = redact_html("<div>Patient: <i>Ann Lee</i> &amp; 99213 &lt;b&gt;</div>")
     assert red.text == "<div>Patient: <i>[NAME]</i> &amp; 99213 &lt;b&gt;</div>"
