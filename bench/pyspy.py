@@ -35,8 +35,10 @@ class Recorder:
             exe = shutil.which("py-spy") or "py-spy"
         out_dir.mkdir(parents=True, exist_ok=True)
         self.procs = [subprocess.Popen(
+            # --gil: only samples where the worker holds the GIL, i.e. runs Python on the CPU;
+            # without it a worker waiting on PostgreSQL or Redis in C is counted as busy.
             [exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
-             "--nonblocking", "-o", str(out_dir / f"{label}-{pid}.txt")],
+             "--nonblocking", "--gil", "-o", str(out_dir / f"{label}-{pid}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
     def stop(self) -> None:
