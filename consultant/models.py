@@ -307,6 +307,9 @@ class AuditEvent(Base):
     seq: Mapped[int | None] = mapped_column(Integer, unique=True)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
+    # Set instead of case_id for a case that is not inserted yet (a new case is inserted with
+    # its draft at commit, in one flush): the seal reads the case's id then.
+    case: Mapped[Case | None] = relationship()
 
 
 def import_all_models() -> None:

@@ -176,21 +176,23 @@ def _note_shortened(session: Session, mail: InboundMail, view: MailView) -> None
     if not view.shortened:
         return
     mail.rule_hits = [*mail.rule_hits, "text_shortened"]
-    if mail.case_id is None:
+    case = mail.case  # a new case is in memory only (not inserted yet); a follow-up's is loaded
+    if case is None:
         return
-    case = session.get(Case, mail.case_id)
-    assert case is not None
     for content_type, before, kept in view.shortened:
         note = f"text shortened from {before:,} to {kept:,} characters"
         if note not in case.flags:
             case.flags = [*case.flags, note]
-        session.add(AuditEvent(case_id=case.id, actor="system", action="text_shortened",
+        session.add(AuditEvent(case=case, actor="system", action="text_shortened",
                                detail={"mail_id": mail.id, "content_type": content_type,
                                        "characters": before, "kept": kept, "note": note}))
 
 
 def _audit_classified(session: Session, mail: InboundMail) -> None:
-    session.add(AuditEvent(case_id=mail.case_id, actor="system", action="classified",
+    # A new case is not inserted yet (no id): the event refers to the object, see AuditEvent.case.
+    case = {"case": mail.case} if mail.case_id is None and mail.case is not None else \
+        {"case_id": mail.case_id}
+    session.add(AuditEvent(**case, actor="system", action="classified",
                            detail={"mail_id": mail.id, "disposition": mail.disposition,
                                    "rules": list(mail.rule_hits or [])}))
 
@@ -255,17 +257,21 @@ def _classify_person_mail(session: Session, settings: Settings, mail: InboundMai
     redacted = redact_mail(view, ours=_our_addresses(settings))
     requester = ledger.get_or_create_requester(session, settings.quota, view.from_addr or "",
                                                redacted.from_name)
-    # A new case's mails and drafts are known (this mail; none): given here, drafting reads
-    # them from memory instead of querying for them.
-    case = Case(requester_id=requester.id, subject=redacted.subject, first_mail_id=mail.id,
-                status=RECEIVED, rule_hits=[], codes=[], findings=[], facts={},
-                question_types=[], flags=[], mails=[mail], drafts=[])
+    # A new case's requester, mails and drafts are known (this mail; none): given here,
+    # drafting reads them from memory instead of querying for them.
+    case = Case(requester=requester, requester_id=requester.id, subject=redacted.subject,
+                first_mail_id=mail.id, status=RECEIVED, rule_hits=[], codes=[], findings=[],
+                facts={}, question_types=[], flags=[], mails=[mail], drafts=[])
     _dispose(mail, "case", ["new_case"])
     session.add(case)
-    session.flush()
-    session.add(AuditEvent(case_id=case.id, actor="system", action="received",
+    # Not flushed here: the case is inserted complete, with its draft, by the commit's flush
+    # (one flush and one INSERT; inserting it now for its id cost a flush, and an UPDATE of
+    # the row at commit, per new case).  Its audit events refer to the object until then, and
+    # the paths that need its id (holds, notices) flush first.
+    session.add(AuditEvent(case=case, actor="system", action="received",
                            detail={"mail_id": mail.id}))
     if sender_rules.screen(settings, mail, case, verdict):
+        session.flush()  # the hold's notice is tagged with the case's number
         _hold_unverified(session, settings, case, mail, verdict, effects)
         return
     draft_or_hold(session, settings, case, effects, {mail.id: view}, {mail.id: redacted})
@@ -361,30 +367,40 @@ def open_cases_ahead(session: Session, case: Case) -> int:
     """Cases of the same requester that will use quota before this one."""
     if ledger.is_new(session, case.requester):
         return 0  # their first mail: this case is the only one they have
-    return int(session.execute(
-        select(func.count(Case.id)).where(Case.requester_id == case.requester_id,
-                                          Case.id != case.id,
-                                          Case.status.in_(OPEN_STATUSES),
-                                          Case.id < case.id)
-    ).scalar_one())
+    ahead = [Case.requester_id == case.requester_id, Case.status.in_(OPEN_STATUSES)]
+    if case.id is not None:
+        ahead.append(Case.id < case.id)  # a case not inserted yet comes after every other
+    return int(session.execute(select(func.count(Case.id)).where(*ahead)).scalar_one())
 
 
 def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Effects,
                   parsed: dict[int, MailView] | None = None,
                   redacted: dict[int, RedactedMail] | None = None) -> None:
-    """Draft the case, or hold it (and notify, at most daily) when the requester has no quota."""
+    """Draft the case, or hold it (and notify, at most daily) when the requester has no quota.
+
+    Its reads (quota, code data, notes) need none of the session's pending changes, and a new
+    case is pending until the commit: no autoflush, so it is written once, at commit.
+    """
+    with session.no_autoflush:
+        _draft_or_hold(session, settings, case, effects, parsed, redacted)
+
+
+def _draft_or_hold(session: Session, settings: Settings, case: Case, effects: Effects,
+                   parsed: dict[int, MailView] | None,
+                   redacted: dict[int, RedactedMail] | None) -> None:
     quota = ledger.status(session, settings.quota, case.requester)
     if quota.answers_remaining - open_cases_ahead(session, case) <= 0:
         case.status = HELD_QUOTA
         if "held_quota" not in case.flags:
             case.flags = [*case.flags, "held_quota"]
-        session.add(AuditEvent(case_id=case.id, actor="system", action="held_quota",
+        session.add(AuditEvent(case=case, actor="system", action="held_quota",
                                detail=quota.as_json()))
+        session.flush()  # the notice reads the case's state and is tagged with its number
         _maybe_notify_over_quota(session, settings, case, quota, effects)
         return
     question = case_question(session, settings, case, parsed, redacted)
     if question.redaction.found and question.redaction.as_json() != case.redaction:
-        session.add(AuditEvent(case_id=case.id, actor="system", action="redacted",
+        session.add(AuditEvent(case=case, actor="system", action="redacted",
                                detail=question.redaction.as_json()))
     try:
         # Drafting only reads, so a bug in it must not lose the case: the consultant gets a
@@ -397,7 +413,7 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
     except DBAPIError:
         raise
     except Exception as exc:  # noqa: BLE001 - the consultant writes this one by hand
-        log.exception("automatic drafting failed for case %s", case.id)
+        log.exception("automatic drafting failed for the case of mail %s", case.first_mail_id)
         result = _fallback_draft(exc)
     case.redaction = question.redaction.as_json()
     version = _next_version(session, case)
@@ -413,7 +429,7 @@ def draft_or_hold(session: Session, settings: Settings, case: Case, effects: Eff
         f for f in getattr(result, "flags", []) if f not in case.flags]
     case.status = NEEDS_INFO if result.kind == "needs_info" else AWAITING_REVIEW
     case.drafted_at = utcnow()
-    session.add(AuditEvent(case_id=case.id, actor="system", action="drafted",
+    session.add(AuditEvent(case=case, actor="system", action="drafted",
                            detail={"version": version, "template": result.template,
                                    "releases": list(result.facts.get("releases") or [])}))
 

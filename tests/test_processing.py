@@ -7,8 +7,9 @@ from email.utils import make_msgid
 import pytest
 from sqlalchemy import event, func, select, text
 
+from consultant.audit.verify import verify
 from consultant.intake.store import Location, store_raw
-from consultant.models import Case, InboundMail, Outbox, QuotaEntry
+from consultant.models import AuditEvent, Case, InboundMail, Outbox, QuotaEntry
 from consultant.processing import draft_case, process_mail
 from consultant.quota import ledger
 from consultant.quota.admin import set_plan
@@ -34,6 +35,43 @@ def test_question_becomes_case_with_draft(factory, settings):
         assert case.drafts[0].author == "machine"
         assert "77301" in case.drafts[0].text or case.codes == []  # codes depend on the KB
     assert effects.outbox_ids == []
+
+
+def test_a_new_case_is_written_once_at_commit_and_its_events_name_it(factory, settings):
+    # The case is inserted complete, with its draft, by the commit's one flush: no UPDATE of a
+    # row inserted earlier in the transaction for its id.  Its audit events, added while it had
+    # no id, carry the id it got.
+    stored = store_raw(factory, question_mail(sender="new.coder@clinic.test"), Location("cli"))
+    with factory() as s:
+        before = s.execute(select(func.coalesce(func.max(AuditEvent.seq), 0))).scalar_one()
+    statements: list[str] = []
+    engine = factory.kw["bind"]
+    listener = lambda *args: statements.append(args[2].split(None, 3)[:3])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        process_mail(factory, settings, stored.mail_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    writes = [" ".join(s) for s in statements if s[0] in ("INSERT", "UPDATE")]
+    assert writes.count("INSERT INTO cases") == 1
+    assert not [w for w in writes if w.startswith("UPDATE cases")], writes
+    with factory() as s:
+        mail = s.get(InboundMail, stored.mail_id)
+        assert mail.disposition == "case" and mail.case_id is not None
+        events = s.execute(select(AuditEvent.action, AuditEvent.case_id)
+                           .where(AuditEvent.seq > before).order_by(AuditEvent.seq)).all()
+        assert [e.action for e in events] == ["received", "drafted", "classified"]
+        assert {e.case_id for e in events} == {mail.case_id}
+    assert verify(factory).ok
+
+
+def test_a_returning_requesters_new_case_counts_the_open_cases_before_it(factory, settings):
+    # Its quota check runs before the case is inserted: every open case of theirs is ahead.
+    settings.quota.guest = 2
+    first, _ = ingest(factory, settings, question_mail(sender="back@clinic.test", subject="one 99213"))
+    second, _ = ingest(factory, settings, question_mail(sender="back@clinic.test", subject="two 99214"))
+    third, _ = ingest(factory, settings, question_mail(sender="back@clinic.test", subject="three 99215"))
+    assert [first.disposition, second.disposition, third.disposition] == ["case", "case", "held_quota"]
 
 
 def test_same_bytes_stored_once_and_processing_is_idempotent(factory, settings):

@@ -115,7 +115,7 @@ def _seal(session: Session) -> None:
     # it will be stored (its detail through JSON, as the column stores it).
     written = [(r.at, r.id, r.case_id, r.actor, r.action, r.detail)
                for r in found if r.seq is None]
-    pending = [(e.at, None, e.case_id, e.actor, e.action, json.loads(json.dumps(e.detail or {})))
+    pending = [(e.at, None, _case_id(e), e.actor, e.action, json.loads(json.dumps(e.detail or {})))
                for e in events]
     updates, inserts = [], []
     # In the order they happened (a stable sort: ties keep rows before held events, as the
@@ -136,6 +136,15 @@ def _seal(session: Session) -> None:
         conn.execute(_SEAL, updates)
     if inserts:
         conn.execute(_INSERT, inserts)
+
+
+def _case_id(held: AuditEvent) -> int | None:
+    """A held event's case: its case_id, or the id its ``case`` got from this commit's flush
+    (the event was added before the case was inserted)."""
+    if held.case_id is not None:
+        return held.case_id
+    case = held.__dict__.get("case")  # as given; never loaded (the event is not in a session)
+    return case.id if case is not None else None
 
 
 # Built once: every transaction with an audit event runs these, and building a statement and

@@ -243,7 +243,7 @@ def grant_plan(session: Session, quota: QuotaSettings, account: Account, *, acto
     if not new_account:
         session.flush()
     # A new account's grant is written by the session's next flush (with the caller's other
-    # changes), which any query of its balance does first: nothing reads it before.
+    # changes); until then ledger.rows counts it from the session.
     return entry
 
 

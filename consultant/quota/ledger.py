@@ -108,7 +108,11 @@ _NEW_REQUESTER = insert(Requester).returning(Requester)
 
 
 def rows(session: Session, account: Account) -> list[Row]:
-    return [Row(*r) for r in session.execute(_ROWS, {"account": account.key}).all()]
+    """The account's entries: as stored, and those added in this session but not flushed yet
+    (a new requester's grant, read while the new case is pending: see processing)."""
+    stored = [Row(*r) for r in session.execute(_ROWS, {"account": account.key}).all()]
+    return stored + [Row(e.at, e.kind, e.bucket, e.delta, e.key, e.requester_id)
+                     for e in session.new if isinstance(e, QuotaEntry) and e.account == account.key]
 
 
 def due_entries(quota: QuotaSettings, account: Account, existing: list[Row],
