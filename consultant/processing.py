@@ -189,10 +189,9 @@ def _note_shortened(session: Session, mail: InboundMail, view: MailView) -> None
 
 
 def _audit_classified(session: Session, mail: InboundMail) -> None:
-    # A new case is not inserted yet (no id): the event refers to the object, see AuditEvent.case.
-    case = {"case": mail.case} if mail.case_id is None and mail.case is not None else \
-        {"case_id": mail.case_id}
-    session.add(AuditEvent(**case, actor="system", action="classified",
+    # By the object, not its id: a new case is not inserted yet (see AuditEvent.case).  A
+    # follow-up's case is in the session already, a mail without one has no key: no query.
+    session.add(AuditEvent(case=mail.case, actor="system", action="classified",
                            detail={"mail_id": mail.id, "disposition": mail.disposition,
                                    "rules": list(mail.rule_hits or [])}))
 
