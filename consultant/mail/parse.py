@@ -1,6 +1,7 @@
 """Raw bytes → a read-only view of a message, with bounded cost on hostile input.
 
-Mail is parsed from bytes with ``email.policy.default`` and never decoded first: decoding
+Mail is parsed from bytes with ``email.policy.default`` (each header parsed once per message:
+``_HeadersParsedOnce``) and never decoded first: decoding
 before parsing corrupts 8-bit bodies and charsets (django-helpdesk's ``unicode_escape``
 repair is the cautionary tale).  Two corpus mails show why the guards below exist:
 a 3 MB endlessly-nested message takes seconds, and a To header of ~8,000 encoded words drives
@@ -70,8 +71,8 @@ class MailView:
     _headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     def header(self, name: str) -> str:
-        """A header's decoded value ('' if absent), parsed once: with ``policy.default`` every
-        ``message.get`` parses the header again, and the rules ask for the same ones often."""
+        """A header's decoded value ('' if absent), kept once made: the rules ask for the same
+        headers often (the policy parses each header once; this keeps the decoded text)."""
         key = name.lower()
         if key not in self._headers:
             self._headers[key] = _header_str(self.message, name)
