@@ -85,8 +85,8 @@ class _HeadersParsedOnce(EmailPolicy):
     ``policy.default`` stores each header as its source text and parses it again on every
     read: the parser itself reads Content-Type several times per part, and ``get_body``,
     ``walk``-based rules, bounce reading and redaction read it again, so the corpus' mails
-    had their Content-Type headers parsed ~40 times each (a third of the CPU of giving a
-    corpus mail its disposition).  The parsed header objects are immutable (``str``
+    had their Content-Type headers parsed ~40 times each (in a profile of process_mail over
+    the corpus, header parsing was over a quarter of its time; parse 7.2 -> 3.9 ms per mail).  The parsed header objects are immutable (``str``
     subclasses), so handing the same one out again returns exactly what a fresh parse would;
     the whole corpus parses to identical headers and bodies either way.  The cache belongs to
     one message's policy (:func:`_policy`), so it lives and dies with that message.
