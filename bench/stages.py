@@ -12,7 +12,11 @@ with SQLAlchemy events), so nothing in ``consultant`` knows it is measured:
   the pool's pre-ping, commits), ``commit`` alone;
 - ``store``: the poller's ``store_raw`` (one transaction per mail);
 - ``celery``: the fixed cost of one task on the deployed worker (an empty task drained by one
-  ``--pool=solo`` worker process, per task), from the ``queue`` section's method.
+  ``--pool=solo`` worker process, per task), from the ``queue`` section's method;
+- ``drain``: the CPU per question mail of the 2 deployed worker processes draining stored
+  question mails through Celery, with their involuntary context switches per mail (the same
+  code as the in-process figures; what the cores' sharing adds shows beside
+  ``latency.cpu.workers``).
 
 ``other`` is what is left of ``process_mail`` (ORM bookkeeping, threading, quota, audit rows).
 The figures are ms per mail; their ceiling is none (they are a breakdown, not a race), except
@@ -21,13 +25,15 @@ The figures are ms per mail; their ceiling is none (they are a breakdown, not a 
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
 from bench.common import Env, Figure, Sizes, load_corpus, question_mail
 
@@ -115,6 +121,76 @@ def instrument_engine(engine: Any, clock: Clock) -> dict[str, int]:
     return counts
 
 
+def _worker_context_switches() -> int:
+    """Involuntary context switches so far of this process's Celery worker children (Linux
+    /proc): how often the scheduler took the CPU from a worker in the middle of its work."""
+    me, total = os.getpid(), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text(encoding="ascii", errors="replace")
+            if int(stat[stat.rindex(")") + 2:].split()[1]) != me or \
+                    b"celery" not in Path(f"/proc/{entry}/cmdline").read_bytes():
+                continue
+            status = Path(f"/proc/{entry}/status").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue  # ended meanwhile
+        total += sum(int(line.split()[1]) for line in status.splitlines()
+                     if line.startswith("nonvoluntary_ctxt_switches"))
+    return total
+
+
+def drain_figure(env: Env, settings: Any, n: int) -> Figure:
+    """CPU-ms per question mail of the 2 deployed worker processes (``--pool=solo``) draining
+    ``n`` stored question mails as fast as they can: the same work as the in-process
+    ``process_mail`` figure plus the task's cost, on CPUs the workers share only with the
+    database and Redis.  Beside ``latency.cpu.workers`` (the same mails arriving one by one
+    among the poller, the load generator and Dovecot), it tells how much of a mail's CPU is the
+    code and how much the two cores' contention (caches, preemption)."""
+    from bench.common import cpu_seconds, pipeline
+    from bench.ingest import wait_decided
+    from consultant.db import make_engine, make_session_factory
+    from consultant.intake.store import Location, store_raw
+    from consultant.models import InboundMail
+    from consultant.privacy.crypto import load_keys
+    from workers.app import configure
+    from workers.tasks import process_mail
+
+    env.flush_redis()
+    engine = make_engine(settings.database.url, keys=load_keys(settings.privacy))
+    factory = make_session_factory(engine)
+    def store(first: int, count: int) -> list[int]:
+        return [store_raw(factory, question_mail(i, tag="drain")[1], Location("cli")).mail_id
+                for i in range(first, first + count)]
+
+    configure(settings)
+    with pipeline(settings, poller=False):
+        # Warm-up outside the measurement: each worker's first mails build its caches.
+        # (wait_decided waits for every stored mail to have its disposition.)
+        for mail_id in store(0, 20):
+            process_mail.delay(mail_id)
+        wait_decided(factory, 0)
+        ids = store(20, n)
+        before, switches, start = cpu_seconds(), _worker_context_switches(), time.perf_counter()
+        for mail_id in ids:
+            process_mail.delay(mail_id)
+        wait_decided(factory, 0)
+        seconds = time.perf_counter() - start
+        after, switches = cpu_seconds(), _worker_context_switches() - switches
+        with factory() as session:
+            done = max(1, session.execute(
+                select(func.count(InboundMail.id)).where(InboundMail.id.in_(ids),
+                                                         InboundMail.disposition == "case")
+            ).scalar_one())
+    engine.dispose()
+    return Figure("stage[questions].drain(2 workers)",
+                  (after["workers"] - before["workers"]) * 1000 / done, "ms/mail",
+                  note=f"worker CPU per mail draining {n} stored questions ({done} drafted, "
+                       f"{done / seconds:.0f} mail/s); {switches / done:.0f} involuntary "
+                       "context switches per mail")
+
+
 def empty_task_ms(env: Env, settings: Any, n: int) -> float:
     """ms per empty task drained by one ``--pool=solo`` worker process (the deployed worker)."""
     from bench.queue_ceiling import solo_drain_rate
@@ -171,6 +247,7 @@ def run(env: Env, sizes: Sizes) -> list[Figure]:
         engine.dispose()
         figures += _figures(label, len(raws), clock, store_counts, dict(counts),
                             ceiling_parse_ms=_stdlib_ms(stdlib_parse, raws))
+    figures.append(drain_figure(env, settings, 200 if sizes.quick else 1000))
     figures.append(Figure("stage.celery_task_overhead", empty_task_ms(env, settings, 500),
                           "ms/task", note="empty task, one --pool=solo worker process, acks_late"))
     return figures

@@ -32,6 +32,7 @@ def test_the_pipeline_sections_of_the_bench_run(tmp_path):
         env={**os.environ, "CASECONSULTANT_SHARED": str(shared)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     names = {f["name"] for f in json.loads(out.read_text())}
-    assert {"ingest.full(IMAP->disposition)", "latency.capacity(p95<1s)",
+    assert {"ingest.full(IMAP->disposition)", "ingest.floor(IMAP->disposition, floor task)",
+            "latency.capacity(p95<1s)",
             "latency.floor.capacity(p95<1s)"} <= names, sorted(names)
     assert "FAILED" not in proc.stdout
