@@ -372,6 +372,26 @@ def pipeline(settings: Settings, *, poller: bool = True, workers: int = 2,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def floor_pipeline(settings: Settings, *, workers: int = 2) -> Iterator[object]:
+    """:func:`pipeline` with ``bench.floor_mail`` in place of ``process_mail``: the pipeline's
+    fixed shape alone.  The floor's one requester is made before anything starts, since the
+    poller hands out mails already in the mailbox at once."""
+    from sqlalchemy.orm import Session
+
+    from bench.tasks import FLOOR_SENDER, floor_mail
+    from consultant.db import make_engine
+    from consultant.models import Requester
+
+    engine = make_engine(settings.database.url)
+    with Session(engine) as session, session.begin():
+        session.add(Requester(email=FLOOR_SENDER, name="floor"))
+    engine.dispose()
+    with pipeline(settings, workers=workers, include=("bench.tasks",),
+                  enqueue=lambda mail_id: floor_mail.delay(mail_id)) as rt:
+        yield rt
+
+
 # The servers' processes, by name (pg_ctl and Dovecot daemonise, so they are not our children).
 SERVER_COMMANDS = {"postgres", "redis-server", "dovecot", "imap", "imap-login", "auth", "anvil",
                    "log", "config", "stats", "indexer", "indexer-worker"}
@@ -382,12 +402,14 @@ def cpu_seconds() -> dict[str, float]:
     this process (the bench: poller, load generator and watchers, all threads); the Celery
     worker processes it started; and the servers (PostgreSQL, Redis, Dovecot, counted by
     process name, so another program's use of them on a shared machine counts here too).
-    Processes that ended meanwhile are not counted."""
+    Processes that ended meanwhile are not counted.  Also ``worker_switches``: the workers'
+    involuntary context switches so far (how often the scheduler took the CPU from a worker
+    in the middle of its work), a count, not seconds."""
     tick = os.sysconf("SC_CLK_TCK")
     with open("/proc/stat", encoding="ascii") as f:
         user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
     me = os.getpid()
-    workers = servers = 0.0
+    workers = servers = switches = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -401,11 +423,18 @@ def cpu_seconds() -> dict[str, float]:
         cpu = (int(rest[11]) + int(rest[12])) / tick
         if int(rest[1]) == me and b"celery" in cmdline:
             workers += cpu
+            try:
+                status = Path(f"/proc/{entry}/status").read_text(encoding="ascii", errors="replace")
+            except OSError:
+                continue  # ended meanwhile
+            switches += sum(int(line.split()[1]) for line in status.splitlines()
+                            if line.startswith("nonvoluntary_ctxt_switches"))
         elif name in SERVER_COMMANDS:
             servers += cpu
     own = os.times()
     return {"machine": (user + nice + system + irq + softirq + steal) / tick,
-            "bench": own.user + own.system, "workers": workers, "servers": servers}
+            "bench": own.user + own.system, "workers": workers, "servers": servers,
+            "worker_switches": switches}
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

@@ -17,7 +17,7 @@ from email.parser import BytesParser
 
 from sqlalchemy import func, select
 
-from bench.common import Env, Figure, Sizes, imap_client, load_corpus, pipeline
+from bench.common import Env, Figure, Sizes, floor_pipeline, imap_client, load_corpus, pipeline
 
 # The stdlib parser needs ~425 MiB and minutes on a header of ~8,000 encoded words
 # (jstedfast-mimekit/messages/stack-overflow.txt, TESTING.md): the ceiling bounds header size
@@ -197,21 +197,10 @@ def _floor_full(env: Env, stored: int, ceiling: float) -> Figure:
     processes, PostgreSQL and Dovecot, with ``bench.floor_mail`` (read the stored mail, stdlib
     parse, one transaction recording a drafted case) in place of ``process_mail``.  As far as
     rewriting ``process_mail`` alone could take ``ingest.full`` on this machine."""
-    from bench.tasks import FLOOR_SENDER, floor_mail
-    from consultant.db import make_engine, make_session_factory
-    from consultant.models import Requester
-    from consultant.privacy.crypto import load_keys
-
     env.flush_redis()
     settings = env.settings(env.new_database(), "ingest")
-    engine = make_engine(settings.database.url, keys=load_keys(settings.privacy))
-    factory = make_session_factory(engine)
-    with factory.begin() as session:
-        session.add(Requester(email=FLOOR_SENDER, name="floor"))
-    with pipeline(settings, include=("bench.tasks",),
-                  enqueue=lambda mail_id: floor_mail.delay(mail_id)):
-        decided, seconds = wait_decided(factory, stored)
-    engine.dispose()
+    with floor_pipeline(settings) as rt:
+        decided, seconds = wait_decided(rt.factory, stored)  # type: ignore[attr-defined]
     return Figure("ingest.floor(IMAP->disposition, floor task)", decided / seconds, "mail/s",
                   ceiling, note=_lost_note(stored, decided) or
                   "bench.floor_mail in place of process_mail: the shape's own cost")

@@ -39,6 +39,7 @@ from bench.common import (
     Sizes,
     cpu_seconds,
     empty_folder,
+    floor_pipeline,
     imap_client,
     percentile,
     pipeline,
@@ -328,10 +329,6 @@ def floor_figures(env: Env, sizes: Sizes, user: str, capacity: float) -> list[Fi
     stdlib parse, one transaction recording a drafted case) in place of ``process_mail``.
     Its CPU per mail is what any product in this shape pays before doing its own work, so
     its bound says how far rewriting ``process_mail`` alone could go on these two cores."""
-    from bench.tasks import FLOOR_SENDER, floor_mail
-    from consultant.db import transaction
-    from consultant.models import Requester
-
     empty_folder(env, user)
     env.flush_redis()
     settings = env.settings(env.new_database(), user)
@@ -345,10 +342,7 @@ def floor_figures(env: Env, sizes: Sizes, user: str, capacity: float) -> list[Fi
         cpu[rate] = cpu_figures(rate, len(got.got), before, cpu_seconds(), "latency.floor.cpu")
         return got
 
-    with pipeline(settings, workers=int(os.environ.get("BENCH_WORKERS", "2")),
-                  include=("bench.tasks",), enqueue=lambda mail_id: floor_mail.delay(mail_id)) as rt:
-        with transaction(rt.factory) as session:  # type: ignore[attr-defined]
-            session.add(Requester(email=FLOOR_SENDER, name="floor"))
+    with floor_pipeline(settings, workers=int(os.environ.get("BENCH_WORKERS", "2"))) as rt:
         warm = pipeline_run(env, rt, user, 5, 10, tag="floorwarm", stall=120)
         if warm.missing:
             raise RuntimeError(f"floor warm-up: {warm.missing}/10 mails not recorded within 120 s")

@@ -25,12 +25,10 @@ The figures are ms per mail; their ceiling is none (they are a breakdown, not a 
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, select
@@ -121,26 +119,6 @@ def instrument_engine(engine: Any, clock: Clock) -> dict[str, int]:
     return counts
 
 
-def _worker_context_switches() -> int:
-    """Involuntary context switches so far of this process's Celery worker children (Linux
-    /proc): how often the scheduler took the CPU from a worker in the middle of its work."""
-    me, total = os.getpid(), 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text(encoding="ascii", errors="replace")
-            if int(stat[stat.rindex(")") + 2:].split()[1]) != me or \
-                    b"celery" not in Path(f"/proc/{entry}/cmdline").read_bytes():
-                continue
-            status = Path(f"/proc/{entry}/status").read_text(encoding="ascii", errors="replace")
-        except OSError:
-            continue  # ended meanwhile
-        total += sum(int(line.split()[1]) for line in status.splitlines()
-                     if line.startswith("nonvoluntary_ctxt_switches"))
-    return total
-
-
 def drain_figure(env: Env, settings: Any, n: int) -> Figure:
     """CPU-ms per question mail of the 2 deployed worker processes (``--pool=solo``) draining
     ``n`` stored question mails as fast as they can: the same work as the in-process
@@ -160,6 +138,7 @@ def drain_figure(env: Env, settings: Any, n: int) -> Figure:
     env.flush_redis()
     engine = make_engine(settings.database.url, keys=load_keys(settings.privacy))
     factory = make_session_factory(engine)
+
     def store(first: int, count: int) -> list[int]:
         return [store_raw(factory, question_mail(i, tag="drain")[1], Location("cli")).mail_id
                 for i in range(first, first + count)]
@@ -172,12 +151,13 @@ def drain_figure(env: Env, settings: Any, n: int) -> Figure:
             process_mail.delay(mail_id)
         wait_decided(factory, 0)
         ids = store(20, n)
-        before, switches, start = cpu_seconds(), _worker_context_switches(), time.perf_counter()
+        before, start = cpu_seconds(), time.perf_counter()
         for mail_id in ids:
             process_mail.delay(mail_id)
         wait_decided(factory, 0)
         seconds = time.perf_counter() - start
-        after, switches = cpu_seconds(), _worker_context_switches() - switches
+        after = cpu_seconds()
+        switches = after["worker_switches"] - before["worker_switches"]
         with factory() as session:
             done = max(1, session.execute(
                 select(func.count(InboundMail.id)).where(InboundMail.id.in_(ids),

@@ -8,7 +8,9 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, insert, select, update
 
+from bench.ingest import MAX_HEADER_BYTES, _header_len
 from consultant.db import transaction
+from consultant.mail.parse import storable_text
 from consultant.models import AWAITING_REVIEW, Case, InboundMail, Requester, utcnow
 from workers.app import app, runtime
 
@@ -28,9 +30,6 @@ def _parse(raw: bytes) -> str:
     the parse fails (the corpus has mails the stdlib refuses, and a header block the ingest
     ceiling skips for the same reason: see bench.ingest.MAX_HEADER_BYTES).  Such a mail is
     recorded all the same: the product quarantines it, which is one transaction too."""
-    from bench.ingest import MAX_HEADER_BYTES, _header_len
-    from consultant.mail.parse import storable_text
-
     if _header_len(raw) > MAX_HEADER_BYTES:
         return ""
     try:
